@@ -1,0 +1,107 @@
+"""``mantlet eval``: score a detector on the user's own labelled JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from mantlet.cli._common import guarded, print_json, stderr, stdout
+from mantlet.cli.scan import SideOption
+from mantlet.core.types import Side
+from mantlet.evaluation.dataset import load_rows
+from mantlet.evaluation.evaluate import evaluate
+from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
+
+_CLASSIFICATION = ("n", "precision", "recall", "f1", "balanced_accuracy", "fpr")
+
+
+@guarded
+def evaluate_command(
+    detector: Annotated[str, typer.Argument(help="Detector name, e.g. secrets.")],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="JSONL: {text,label} and/or {text,spans}.")
+    ],
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="Profile or policy file giving options.")
+    ] = DEFAULT_PROFILE,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Override the policy threshold.")
+    ] = None,
+    side: Annotated[SideOption, typer.Option(help="Scan rows as prompts or answers.")] = (
+        SideOption.input
+    ),
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N rows.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Measure a detector on your labelled JSONL.
+
+    Label rows give precision, recall, F1, balanced accuracy, FPR and latency;
+    span rows give per-entity precision/recall/F1 with exact and overlap matching.
+    """
+    rows = load_rows(data, limit)
+    loaded = load_policy(policy)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task(f"eval {detector}", total=len(rows))
+        report = evaluate(
+            detector,
+            rows,
+            loaded,
+            side=Side(side.value),
+            threshold=threshold,
+            on_row=lambda: progress.advance(task),
+        )
+    report["data"] = str(data)
+    if as_json:
+        print_json(report)
+    else:
+        _render(report)
+
+
+def _render(report: dict[str, Any]) -> None:
+    stdout.print(
+        f"[bold]{report['detector']}[/] on {report['data']} "
+        f"(threshold {report['threshold']:.2f}, errors {report['errors']})"
+    )
+    if "precision" in report:
+        table = Table(*_CLASSIFICATION, "p50 ms", "p99 ms")
+        table.add_row(
+            str(report["n"]),
+            *(f"{report[k]:.3f}" for k in _CLASSIFICATION[1:]),
+            f"{report['latency_ms_p50']:.2f}",
+            f"{report['latency_ms_p99']:.2f}",
+        )
+        stdout.print(table)
+    if "spans" in report:
+        for mode in ("exact", "overlap"):
+            agnostic = report["spans"]["label_agnostic"][mode]["micro"]
+            stdout.print(
+                f"spans, {mode} match, any label: precision {agnostic['precision']:.3f} "
+                f"recall {agnostic['recall']:.3f} F1 {agnostic['f1']:.3f}"
+            )
+        table = Table("label", "precision", "recall", "F1", "tp", "fp", "fn")
+        per_label = report["spans"]["by_label"]["overlap"]["per_label"]
+        for label, scores in per_label.items():
+            table.add_row(
+                label,
+                f"{scores['precision']:.3f}",
+                f"{scores['recall']:.3f}",
+                f"{scores['f1']:.3f}",
+                str(scores["tp"]),
+                str(scores["fp"]),
+                str(scores["fn"]),
+            )
+        stdout.print("per label (overlap match):")
+        stdout.print(table)
+    stdout.print(f"throughput: {report['throughput_chars_per_s'] / 1e6:.2f} M chars/s")

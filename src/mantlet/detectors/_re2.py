@@ -1,0 +1,25 @@
+"""Compiling untrusted-input patterns with RE2.
+
+Detectors scan attacker-supplied text, so every pattern they run must be
+linear-time; RE2 guarantees it (no backreferences, no lookaround), where
+Python's ``re`` can backtrack catastrophically on a crafted input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import re2
+
+from mantlet.errors import ConfigError
+
+
+def compile_pattern(pattern: str, *, ignore_case: bool = False, where: str = "pattern") -> Any:
+    """Compile ``pattern`` with RE2; a syntax error becomes a ``ConfigError`` naming ``where``."""
+    options = re2.Options()
+    options.case_sensitive = not ignore_case
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        raise ConfigError(f"{where}: not a valid RE2 pattern ({exc})") from None
