@@ -124,7 +124,10 @@ def test_eval_json_on_classification_rows(tmp_path: Path) -> None:
 def test_eval_human_output_on_span_rows(tmp_path: Path) -> None:
     text = f"id {AWS_KEY_ID} end"
     start = text.index(AWS_KEY_ID)
-    row = {"text": text, "spans": [{"start": start, "end": start + 20, "label": "AWS_ACCESS_KEY_ID"}]}
+    row = {
+        "text": text,
+        "spans": [{"start": start, "end": start + 20, "label": "AWS_ACCESS_KEY_ID"}],
+    }
     data = tmp_path / "spans.jsonl"
     data.write_text(json.dumps(row))
     code, out, _ = run("eval", "secrets", "--data", str(data))

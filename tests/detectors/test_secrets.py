@@ -59,7 +59,11 @@ case(
     f"PuTTY-User-Key-File-2: ssh-rsa\nEncryption: none\nPrivate-Lines: 1\n{tok(AN, 64)}\n"
     f"Private-MAC: {tok(HEX, 40)}",
 )
-case("age-secret-key", "age key {s}", "AGE-SECRET-KEY-1" + tok("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58))
+case(
+    "age-secret-key",
+    "age key {s}",
+    "AGE-SECRET-KEY-1" + tok("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58),
+)
 case("aws-access-key-id", "my key is {s} ok", "AKIA" + tok(B32, 16))
 case("aws-secret-access-key", "aws_secret_access_key = {s}\n", tok(AN + "/+", 40))
 case("google-api-key", "key={s}&q=1", "AIza" + tok(AN + "_-", 35))
@@ -94,7 +98,11 @@ case("grafana-token", "grafana {s}", "glsa_" + tok(AN, 32) + "_" + tok(HEX, 8))
 case("newrelic-user-key", "nr {s}", "NRAK-" + tok(UP + DI, 27))
 case("sentry-auth-token", "sentry {s}", "sntrys_eyJ" + tok(AN + "_-", 80))
 case("slack-token", "slack {s}", f"xoxb-{tok(DI, 12)}-{tok(DI, 13)}-{tok(AN, 24)}")
-case("slack-webhook", "post to https://hooks.slack.com/services/{s}", f"T{tok(UP, 8)}/B{tok(UP, 8)}/{tok(AN, 24)}")
+case(
+    "slack-webhook",
+    "post to https://hooks.slack.com/services/{s}",
+    f"T{tok(UP, 8)}/B{tok(UP, 8)}/{tok(AN, 24)}",
+)
 case(
     "discord-webhook",
     f"https://discord.com/api/webhooks/{tok(DI, 18)}/{{s}}",
@@ -114,7 +122,9 @@ case("facebook-access-token", "fb {s}", "EAACEdEose0cBA" + tok(AN, 120))
 case("stripe-secret-key", "stripe {s}", "sk_live_" + tok(AN, 24))
 case("stripe-webhook-secret", "wh {s}", "whsec_" + tok(AN, 32))
 case("square-token", "sq {s}", "sq0atp-" + tok(AN + "_-", 22))
-case("braintree-access-token", "bt {s}", f"access_token$production${tok(LO + DI, 16)}${tok(HEX, 32)}")
+case(
+    "braintree-access-token", "bt {s}", f"access_token$production${tok(LO + DI, 16)}${tok(HEX, 32)}"
+)
 case("shopify-token", "shop {s}", "shpat_" + tok(HEX, 32))
 case("bitbucket-token", "bb {s}", "ATBB" + tok(AN, 32))
 case("postman-access-token", "pm {s}", "PMAT-" + tok(UP + DI, 26))
@@ -150,7 +160,11 @@ case("xai-api-key", "grok {s}", "xai-" + tok(AN, 80))
 case("llm-vendor-key-assignment", "MISTRAL_API_KEY={s}\n", tok(AN, 32))
 case("jwt", "cookie: session={s}; Path=/", JWT)
 case("url-credentials", "DATABASE_URL=postgres://app:{s}@db.internal:5432/app", "v3ry-S3cret-pw")
-case("authorization-header", "Authorization: Basic {s}", base64.b64encode(b"admin:Tr0ub4dor&3").decode())
+case(
+    "authorization-header",
+    "Authorization: Basic {s}",
+    base64.b64encode(b"admin:Tr0ub4dor&3").decode(),
+)
 case("bearer-token", "send it with bearer {s} please", tok(AN, 40))
 case("password-assignment", 'db.connect(password="{s}")', "Tr0ub4dor&3")
 case("password-xml-element", "<user><password>{s}</password></user>", "Tr0ub4dor&3")
@@ -286,7 +300,10 @@ def test_disabled_kinds_and_extra_rules() -> None:
         ({"extra_rules": [{"id": "x", "kind": "X", "pattern": "(unclosed"}]}, "RE2"),
         ({"extra_rules": [{"id": "x", "kind": "X", "pattern": r"(a)\1"}]}, "RE2"),
         ({"extra_rules": [{"id": "x", "kind": "lower", "pattern": "a"}]}, "kind"),
-        ({"extra_rules": [{"id": "x", "kind": "X", "pattern": "a", "validators": ["nope"]}]}, "validator"),
+        (
+            {"extra_rules": [{"id": "x", "kind": "X", "pattern": "a", "validators": ["nope"]}]},
+            "validator",
+        ),
         ({"extra_rules": [{"id": "pem-private-key", "kind": "X", "pattern": "a"}]}, "duplicate"),
         ({"unknown_option": 1}, "unknown_option"),
     ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +17,12 @@ from mantlet.pipeline.shield import Shield
 from mantlet.policy.loader import DEFAULT_PROFILE
 
 
-class SideOption(str, Enum):
+class SideOption(StrEnum):
     input = "input"
     output = "output"
 
 
-class FailOn(str, Enum):
+class FailOn(StrEnum):
     never = "never"
     flag = "flag"
     redact = "redact"

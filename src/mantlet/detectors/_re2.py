@@ -22,4 +22,7 @@ def compile_pattern(pattern: str, *, ignore_case: bool = False, where: str = "pa
     try:
         return re2.compile(pattern, options)
     except re2.error as exc:
-        raise ConfigError(f"{where}: not a valid RE2 pattern ({exc})") from None
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):  # the binding reports RE2's message as bytes
+            reason = reason.decode("utf-8", "replace")
+        raise ConfigError(f"{where}: not a valid RE2 pattern ({reason})") from None

@@ -1,0 +1,84 @@
+"""Invisible and direction-changing characters: the carrier of "ASCII
+smuggling" (Unicode tag characters that models read but humans cannot see),
+zero-width payload splitting and Trojan-Source style bidi reordering."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mantlet.core.registry import register
+from mantlet.core.types import Finding, ScanContext, Side
+from mantlet.detectors._options import parse_options
+
+# (kind, score, character class). A single character class repeated with `+`
+# cannot backtrack, so Python's `re` stays linear here.
+_CLASSES: tuple[tuple[str, float, str], ...] = (
+    ("TAG_CHARACTERS", 1.0, "\U000e0000-\U000e007f"),
+    ("BIDI_CONTROL", 0.8, "\u202a-\u202e\u2066-\u2069"),
+    ("ZERO_WIDTH", 0.6, "\u200b-\u200f\u2060-\u2064\ufeff\u180e"),
+)
+
+
+def _is_emoji(char: str) -> bool:
+    code = ord(char)
+    return code >= 0x1F000 or 0x2600 <= code <= 0x27BF or char == "\ufe0f"
+
+
+def _joins_emoji(text: str, start: int, end: int) -> bool:
+    """A lone zero-width joiner between two emoji builds one glyph (family,
+    profession and flag sequences); stripping it would break the emoji."""
+    return (
+        text[start:end] == "\u200d"
+        and start > 0
+        and end < len(text)
+        and _is_emoji(text[start - 1])
+        and _is_emoji(text[end])
+    )
+
+
+class InvisibleTextOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allow_bom_at_start: bool = Field(
+        True, description="A byte-order mark opening a text is benign."
+    )
+
+
+class InvisibleTextDetector:
+    name = "invisible_text"
+    sides = Side.BOTH
+
+    def __init__(self, options: InvisibleTextOptions) -> None:
+        self._options = options
+        self._pattern = re.compile("|".join(f"(?P<{k}>[{cls}]+)" for k, _, cls in _CLASSES))
+        self._scores = {kind: score for kind, score, _ in _CLASSES}
+
+    def detect(self, text: str, context: ScanContext) -> list[Finding]:
+        findings = []
+        for match in self._pattern.finditer(text):
+            kind = match.lastgroup or "ZERO_WIDTH"
+            start, end = match.span()
+            if self._options.allow_bom_at_start and start == 0 and match.group() == "\ufeff":
+                continue
+            if _joins_emoji(text, start, end):
+                continue
+            findings.append(
+                Finding(
+                    detector=self.name,
+                    kind=kind,
+                    start=start,
+                    end=end,
+                    score=self._scores[kind],
+                    detail=f"{end - start} invisible character(s)",
+                )
+            )
+        return findings
+
+
+@register("invisible_text")
+def _factory(options: Mapping[str, Any]) -> InvisibleTextDetector:
+    return InvisibleTextDetector(parse_options(InvisibleTextOptions, options, "invisible_text"))

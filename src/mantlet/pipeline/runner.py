@@ -1,0 +1,119 @@
+"""Running detectors concurrently, each under its own deadline.
+
+Detectors are synchronous (most are regex or ONNX calls that release the GIL
+or finish in microseconds), so each runs in a worker thread; the sync and the
+async entry points share the same executor and differ only in how they wait.
+A detector that overruns its deadline is reported as TIMEOUT; its thread
+cannot be killed, but its late result is discarded and the verdict does not
+wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mantlet.core.types import Detector, DetectorReport, Finding, RunStatus, ScanContext, Side
+from mantlet.errors import MantletError
+from mantlet.pipeline.parts import TextPart
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    detector: Detector
+    parts: Sequence[TextPart]
+    timeout_s: float
+    side: Side
+    tenant: str | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    name: str
+    status: RunStatus
+    duration_ms: float
+    findings: list[Finding] = field(default_factory=list)
+    reason: str = ""
+
+    def report(self, kept: int) -> DetectorReport:
+        return DetectorReport(self.name, self.status, self.duration_ms, kept, self.reason)
+
+
+def _safe_reason(exc: BaseException) -> str:
+    # Exception messages from third-party code may quote the scanned text, so
+    # only Mantlet's own messages (which never do) are passed through.
+    if isinstance(exc, MantletError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
+def _checked(findings: object, name: str, text: str, location: str) -> list[Finding]:
+    if not isinstance(findings, list) or not all(isinstance(f, Finding) for f in findings):
+        raise MantletError(f"detector {name!r} returned something other than list[Finding]")
+    for finding in findings:
+        if finding.end > len(text):
+            raise MantletError(f"detector {name!r} returned a span beyond the text")
+    return [dataclasses.replace(f, detector=name, location=location) for f in findings]
+
+
+def run_job(job: Job) -> Outcome:
+    """Runs one detector over all its parts; never raises."""
+    started = time.perf_counter()
+    findings: list[Finding] = []
+    try:
+        for part in job.parts:
+            if not part.text:
+                continue
+            context = ScanContext(side=job.side, part=part.kind, role=part.role, tenant=job.tenant)
+            raw = job.detector.detect(part.text, context)
+            findings.extend(_checked(raw, job.name, part.text, part.location))
+    except Exception as exc:  # noqa: BLE001 - any failure must become a recorded verdict
+        log.warning("detector %s failed: %s", job.name, type(exc).__name__)
+        elapsed = (time.perf_counter() - started) * 1000
+        return Outcome(job.name, RunStatus.ERROR, elapsed, reason=_safe_reason(exc))
+    elapsed = (time.perf_counter() - started) * 1000
+    return Outcome(job.name, RunStatus.OK, elapsed, findings)
+
+
+def _timed_out(job: Job) -> Outcome:
+    log.warning("detector %s timed out after %.0f ms", job.name, job.timeout_s * 1000)
+    return Outcome(
+        job.name,
+        RunStatus.TIMEOUT,
+        job.timeout_s * 1000,
+        reason=f"exceeded {job.timeout_s * 1000:.0f} ms",
+    )
+
+
+def run_sync(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
+    started = time.monotonic()
+    futures = [(job, executor.submit(run_job, job)) for job in jobs]
+    outcomes = []
+    for job, future in futures:
+        remaining = max(0.0, started + job.timeout_s - time.monotonic())
+        try:
+            outcomes.append(future.result(timeout=remaining))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            outcomes.append(_timed_out(job))
+    return outcomes
+
+
+async def run_async(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
+    async def one(job: Job) -> Outcome:
+        future = executor.submit(run_job, job)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), job.timeout_s)
+        except TimeoutError:
+            future.cancel()
+            return _timed_out(job)
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))

@@ -1,0 +1,208 @@
+"""``Shield``: the guard pipeline's public face. It turns a policy into
+detector instances once, then checks requests and responses against it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from mantlet.core.registry import create
+from mantlet.core.types import Action, Detector, DetectorReport, Finding, RunStatus, Side, Verdict
+from mantlet.errors import ConfigError, InvalidInputError, PolicyError
+from mantlet.pipeline.parts import TextPart, message_parts, rebuild_messages, text_parts
+from mantlet.pipeline.redaction import (
+    PlaceholderBook,
+    RedactionCandidate,
+    apply_regions,
+    merge_regions,
+)
+from mantlet.pipeline.runner import Job, Outcome, run_async, run_sync
+from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
+from mantlet.policy.model import OnError, Policy
+
+Content = str | Sequence[Mapping[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    side: Side
+    parts: list[TextPart]
+    jobs: list[Job]
+    skipped: list[DetectorReport]
+    messages: Sequence[Mapping[str, Any]] | None
+    has_documents: bool
+    started: float
+
+
+class Shield:
+    """Checks text or OpenAI-style messages against a policy.
+
+    Thread-safe and meant to be long-lived: build one per policy and reuse it.
+    """
+
+    def __init__(self, policy: Policy, *, max_workers: int | None = None) -> None:
+        self.policy = policy
+        self._detectors: dict[str, Detector] = {}
+        for name, settings in policy.detectors.items():
+            if not settings.enabled:
+                continue
+            try:
+                self._detectors[name] = create(name, settings.options)
+            except ConfigError as exc:
+                raise PolicyError(
+                    f"<policy {policy.name}>", [(f"detectors.{name}.options", exc.diagnostics())]
+                ) from None
+        workers = max_workers or max(4, 2 * len(self._detectors), (os.cpu_count() or 1) + 2)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="mantlet-detector"
+        )
+
+    @classmethod
+    def from_policy(cls, policy: str | Path | Policy = DEFAULT_PROFILE) -> Shield:
+        """Build from a shipped profile name, a YAML file path, or a ``Policy``."""
+        return cls(policy if isinstance(policy, Policy) else load_policy(policy))
+
+    # -- public entry points -------------------------------------------------
+
+    def check_input(
+        self,
+        content: Content,
+        *,
+        documents: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> Verdict:
+        plan = self._plan(content, documents, Side.INPUT, tenant)
+        return self._assemble(plan, run_sync(self._executor, plan.jobs))
+
+    def check_output(self, content: Content, *, tenant: str | None = None) -> Verdict:
+        plan = self._plan(content, None, Side.OUTPUT, tenant)
+        return self._assemble(plan, run_sync(self._executor, plan.jobs))
+
+    async def acheck_input(
+        self,
+        content: Content,
+        *,
+        documents: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> Verdict:
+        plan = self._plan(content, documents, Side.INPUT, tenant)
+        return self._assemble(plan, await run_async(self._executor, plan.jobs))
+
+    async def acheck_output(self, content: Content, *, tenant: str | None = None) -> Verdict:
+        plan = self._plan(content, None, Side.OUTPUT, tenant)
+        return self._assemble(plan, await run_async(self._executor, plan.jobs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Shield:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------
+
+    def _plan(
+        self,
+        content: Content,
+        documents: Sequence[str] | None,
+        side: Side,
+        tenant: str | None,
+    ) -> _Plan:
+        started = time.perf_counter()
+        messages: Sequence[Mapping[str, Any]] | None = None
+        if isinstance(content, str):
+            if documents:
+                raise InvalidInputError("documents can only accompany a message list")
+            parts = text_parts(content, side)
+        elif isinstance(content, Sequence):
+            messages = cast("Sequence[Mapping[str, Any]]", content)
+            parts = message_parts(messages, documents)
+        else:
+            raise InvalidInputError(
+                f"content must be a string or a list of messages, got {type(content).__name__}"
+            )
+        jobs, skipped = [], []
+        for name, settings in self.policy.detectors.items():
+            detector = self._detectors.get(name)
+            if detector is None:
+                skipped.append(DetectorReport(name, RunStatus.SKIPPED, reason="disabled by policy"))
+                continue
+            if not (settings.sides or detector.sides).covers(side):
+                skipped.append(
+                    DetectorReport(name, RunStatus.SKIPPED, reason=f"not an {side.value} detector")
+                )
+                continue
+            jobs.append(Job(name, detector, parts, self.policy.timeout_for(name), side, tenant))
+        return _Plan(side, parts, jobs, skipped, messages, bool(documents), started)
+
+    def _assemble(self, plan: _Plan, outcomes: list[Outcome]) -> Verdict:
+        actions: list[Action] = []
+        findings: list[Finding] = []
+        reports: list[DetectorReport] = []
+        to_redact: dict[str, list[RedactionCandidate]] = defaultdict(list)
+        for outcome in outcomes:
+            settings = self.policy.detectors[outcome.name]
+            if outcome.status is not RunStatus.OK:
+                if settings.on_error is OnError.BLOCK:
+                    actions.append(Action.BLOCK)
+                reports.append(outcome.report(0))
+                continue
+            kept = 0
+            for finding in outcome.findings:
+                if finding.score < settings.threshold:
+                    continue
+                action = settings.action_for(finding.kind)
+                finding = dataclasses.replace(finding, action=action)
+                findings.append(finding)
+                actions.append(action)
+                kept += 1
+                if action.severity >= Action.REDACT.severity and finding.location:
+                    to_redact[finding.location].append(
+                        RedactionCandidate(finding, action, settings.redaction)
+                    )
+            reports.append(outcome.report(kept))
+        reports.extend(plan.skipped)
+
+        book = PlaceholderBook()
+        sanitized = {
+            part.location: apply_regions(part.text, merge_regions(to_redact[part.location]), book)
+            for part in plan.parts
+            if part.location in to_redact
+        }
+        verdict_fields: dict[str, Any] = {}
+        if plan.messages is None:
+            verdict_fields["sanitized_text"] = sanitized.get("text", plan.parts[0].text)
+        else:
+            replacements = {
+                p.path: sanitized[p.location] for p in plan.parts if p.location in sanitized
+            }
+            verdict_fields["sanitized_messages"] = rebuild_messages(plan.messages, replacements)
+            if plan.has_documents:
+                verdict_fields["sanitized_documents"] = [
+                    sanitized.get(p.location, p.text)
+                    for p in plan.parts
+                    if p.path[:1] == ("documents",)
+                ]
+        findings.sort(key=lambda f: (f.location or "", f.start, f.end))
+        return Verdict(
+            action=Action.most_severe(actions),
+            side=plan.side,
+            findings=tuple(findings),
+            reports=tuple(reports),
+            duration_ms=(time.perf_counter() - plan.started) * 1000,
+            **verdict_fields,
+        )

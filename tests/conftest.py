@@ -1,0 +1,97 @@
+"""Shared fixtures: test-only detectors registered under ``test_*`` names
+(removed from the registry after each test), and shields built from in-memory
+policies that only name the detectors a test needs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from mantlet.core import registry
+from mantlet.core.types import Finding, ScanContext, Side
+from mantlet.pipeline.shield import Shield
+from mantlet.policy import Policy, load_policy_text
+
+DetectFn = Callable[[str, ScanContext], Any]
+
+
+class FakeDetector:
+    """A detector whose ``detect`` is any callable; records what it was given."""
+
+    def __init__(self, name: str, fn: DetectFn, sides: Side) -> None:
+        self.name = name
+        self.sides = sides
+        self._fn = fn
+        self.calls: list[tuple[str, ScanContext]] = []
+        self._lock = threading.Lock()
+
+    def detect(self, text: str, context: ScanContext) -> list[Finding]:
+        with self._lock:
+            self.calls.append((text, context))
+        result: list[Finding] = self._fn(text, context)
+        return result
+
+
+class DetectorRegistrar:
+    """Registers test detectors and removes them from the registry afterwards."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.instances: dict[str, FakeDetector] = {}
+        self.options_seen: dict[str, list[Mapping[str, Any]]] = {}
+
+    def __call__(self, name: str, fn: DetectFn, *, sides: Side = Side.BOTH) -> str:
+        assert name.startswith("test_"), "test detectors must be named test_*"
+        assert name not in registry._FACTORIES, f"{name} is already registered"
+
+        def factory(options: Mapping[str, Any]) -> FakeDetector:
+            self.options_seen.setdefault(name, []).append(dict(options))
+            detector = FakeDetector(name, fn, sides)
+            self.instances[name] = detector
+            return detector
+
+        registry.register(name)(factory)
+        self.names.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            registry._FACTORIES.pop(name, None)
+
+
+@pytest.fixture
+def register_detector() -> Iterator[DetectorRegistrar]:
+    registrar = DetectorRegistrar()
+    yield registrar
+    registrar.cleanup()
+
+
+@pytest.fixture
+def make_shield() -> Iterator[Callable[[Mapping[str, Any] | str], Shield]]:
+    """Build a Shield from a policy dict or YAML text; closed after the test."""
+    shields: list[Shield] = []
+
+    def build(policy: Mapping[str, Any] | str) -> Shield:
+        if isinstance(policy, str):
+            validated = load_policy_text(policy)
+        else:
+            validated = Policy.model_validate(dict(policy))
+        shield = Shield(validated)
+        shields.append(shield)
+        return shield
+
+    yield build
+    for shield in shields:
+        shield.close()
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event that blocking test detectors wait on; set at teardown so no
+    worker thread outlives the test for long."""
+    event = threading.Event()
+    yield event
+    event.set()
