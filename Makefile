@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench lock clean
+.PHONY: install run test lint typecheck pytest bench train-injection lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,17 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python bench/secrets_vs_detect_secrets.py
+	$(BIN)/python bench/injection_latency.py
+
+# Rebuild the shipped prompt-injection model from ../shared/datasets (about
+# 15 minutes on 2 cores); writes src/mantlet/detectors/injection/model/.
+train-injection: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,train]'
+	$(BIN)/python tools/train_injection.py
 
 # Regenerate the pinned versions after changing dependencies in pyproject.toml.
 lock: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,train]'
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:

@@ -30,13 +30,13 @@ def test_scan_json_from_stdin_reports_the_key_and_its_span() -> None:
     assert code == 0
     verdict = json.loads(out)
     assert verdict["action"] == "redact"
-    (finding,) = verdict["findings"]
-    assert finding["detector"] == "secrets"
+    (finding,) = [f for f in verdict["findings"] if f["detector"] == "secrets"]
     assert finding["kind"] == "AWS_ACCESS_KEY_ID"
     assert text[finding["start"] : finding["end"]] == AWS_KEY_ID
     assert 0.5 <= finding["score"] <= 1
     assert AWS_KEY_ID not in verdict["sanitized_text"]
-    assert verdict["ran"] == ["secrets", "invisible_text"]
+    assert verdict["ran"] == ["secrets", "invisible_text", "injection"]
+    assert verdict["skipped"] == ["canary"]
 
 
 def test_scan_readme_prompt_example_redacts_password_and_key() -> None:

@@ -648,7 +648,12 @@ def test_from_policy_accepts_a_policy_or_a_path(tmp_path: Path) -> None:
         ("balanced", "hello world", Action.ALLOW, "hello world"),
         ("balanced", "pa\u200bss", Action.REDACT, "pass"),
         ("balanced", "hi\U000e0041", Action.BLOCK, "hi"),
-        ("strict", "pa\u200bss", Action.BLOCK, "pa<ZERO_WIDTH_1>ss"),
+        (
+            "strict",
+            "the cat sat on the\u200b mat",
+            Action.BLOCK,
+            "the cat sat on the<ZERO_WIDTH_1> mat",
+        ),
         ("permissive", "pa\u200bss", Action.ALLOW, "pa\u200bss"),  # 0.6 < threshold 0.7
         ("permissive", "a\u202eb", Action.FLAG, "a\u202eb"),
     ],
@@ -663,6 +668,8 @@ def test_shipped_profiles_end_to_end(
     assert {r.detector: r.status for r in verdict.reports} == {
         "secrets": RunStatus.OK,
         "invisible_text": RunStatus.OK,
+        "injection": RunStatus.OK,
+        "canary": RunStatus.SKIPPED,  # an output-side detector
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,10 +12,19 @@ from rich.table import Table
 
 from mantlet.cli._common import guarded, print_json, stderr, stdout
 from mantlet.cli.scan import SideOption
-from mantlet.core.types import Side
+from mantlet.core.types import PartKind, Side
 from mantlet.evaluation.dataset import load_rows
 from mantlet.evaluation.evaluate import evaluate
 from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
+
+
+class PartOption(StrEnum):
+    prompt = "prompt"
+    document = "document"
+    tool_output = "tool_output"
+    system = "system"
+    completion = "completion"
+
 
 _CLASSIFICATION = ("n", "precision", "recall", "f1", "balanced_accuracy", "fpr")
 
@@ -34,6 +44,10 @@ def evaluate_command(
     side: Annotated[SideOption, typer.Option(help="Scan rows as prompts or answers.")] = (
         SideOption.input
     ),
+    part: Annotated[
+        PartOption | None,
+        typer.Option(help="Scan rows as this kind of part (e.g. document: tool output, RAG)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N rows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -59,6 +73,7 @@ def evaluate_command(
             rows,
             loaded,
             side=Side(side.value),
+            part=PartKind(part.value) if part else None,
             threshold=threshold,
             on_row=lambda: progress.advance(task),
         )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mantlet.core.registry import create
-from mantlet.core.types import ScanContext, Side
+from mantlet.core.types import PartKind, ScanContext, Side
 from mantlet.evaluation.dataset import Row
 from mantlet.evaluation.metrics import Span, classification_report, span_report
 from mantlet.policy.model import Policy
@@ -20,6 +20,7 @@ def evaluate(
     policy: Policy,
     *,
     side: Side = Side.INPUT,
+    part: PartKind | None = None,
     threshold: float | None = None,
     on_row: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
@@ -27,7 +28,8 @@ def evaluate(
     options = settings.options if settings else {}
     cutoff = threshold if threshold is not None else (settings.threshold if settings else 0.5)
     detector = create(detector_name, options)
-    context = ScanContext(side=side)
+    default_part = PartKind.PROMPT if side is Side.INPUT else PartKind.COMPLETION
+    context = ScanContext(side=side, part=part or default_part)
 
     labels: list[int] = []
     predictions: list[int] = []

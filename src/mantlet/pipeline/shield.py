@@ -47,7 +47,11 @@ class Shield:
     Thread-safe and meant to be long-lived: build one per policy and reuse it.
     """
 
-    def __init__(self, policy: Policy, *, max_workers: int | None = None) -> None:
+    def __init__(
+        self, policy: Policy, *, max_workers: int | None = None, warm_up: bool = True
+    ) -> None:
+        """``warm_up`` loads and verifies detector models now, so a missing or
+        tampered model fails at start-up rather than on the first request."""
         self.policy = policy
         self._detectors: dict[str, Detector] = {}
         for name, settings in policy.detectors.items():
@@ -59,6 +63,9 @@ class Shield:
                 raise PolicyError(
                     f"<policy {policy.name}>", [(f"detectors.{name}.options", exc.diagnostics())]
                 ) from None
+            warm = getattr(self._detectors[name], "warm_up", None)
+            if warm_up and callable(warm):
+                warm()
         workers = max_workers or max(4, 2 * len(self._detectors), (os.cpu_count() or 1) + 2)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="mantlet-detector"

@@ -77,23 +77,24 @@ class SecretsDetector:
         # Repeated values (one secret pasted many times, or a flood crafted to
         # slow the scan down) are validated once per call.
         scores: dict[tuple[str, Candidate], float | None] = {}
+        # On ASCII text byte offsets are character offsets, which spares re2's
+        # wrapper a UTF-8 offset conversion per match.
+        subject: str | bytes = text.encode("ascii") if text.isascii() else text
         for compiled in self._rules:
             keywords = compiled.rule.keywords
             if keywords and not any(k in lowered for k in keywords):
                 continue
-            findings.extend(self._matches(compiled, text, scores))
+            findings.extend(self._matches(compiled, text, subject, scores))
         return _strongest_per_region(findings)
 
     def _matches(
         self,
         compiled: CompiledRule,
         text: str,
+        subject: str | bytes,
         scores: dict[tuple[str, Candidate], float | None],
     ) -> Iterable[Finding]:
         rule = compiled.rule
-        # On ASCII text byte offsets are character offsets, which spares re2's
-        # wrapper a UTF-8 offset conversion per match.
-        subject: str | bytes = text.encode("ascii") if text.isascii() else text
         key, quote = compiled.key_group, compiled.quote_group
         for match in compiled.regex.finditer(subject):
             start, end = match.span(compiled.secret_group)

