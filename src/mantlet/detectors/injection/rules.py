@@ -22,8 +22,9 @@ from importlib import resources
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from mantlet.detectors._options import parse_table
 from mantlet.detectors._re2 import compile_pattern
 from mantlet.errors import ConfigError
 
@@ -168,21 +169,7 @@ def combined_score(hits: Sequence[RuleHit]) -> float:
 
 def parse_rules(raw: object, where: str) -> list[InjectionRule]:
     """Validate rows in the ``rules.yaml`` schema; errors name the row."""
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: expected a list of rules")
-    rules = []
-    for index, item in enumerate(raw):
-        try:
-            rules.append(InjectionRule.model_validate(item))
-        except ValidationError as exc:
-            label = item.get("id") if isinstance(item, dict) else None
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<rule>'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            name = f"{where}[{index}]" + (f" ({label})" if label else "")
-            raise ConfigError(f"{name}: {problems}") from None
-    return rules
+    return parse_table(InjectionRule, raw, where)
 
 
 @functools.cache

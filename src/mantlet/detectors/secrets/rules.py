@@ -10,11 +10,11 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mantlet.detectors._options import parse_table
 from mantlet.detectors._re2 import compile_pattern
 from mantlet.detectors.secrets.validators import VALIDATORS, Validator
-from mantlet.errors import ConfigError
 
 
 class SecretRule(BaseModel):
@@ -78,23 +78,7 @@ def compile_rules(rules: Sequence[SecretRule], where: str) -> tuple[CompiledRule
 
 
 def parse_rules(raw: object, where: str) -> list[SecretRule]:
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: expected a list of rules")
-    rules = []
-    for index, item in enumerate(raw):
-        try:
-            rules.append(SecretRule.model_validate(item))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<rule>'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise ConfigError(f"{where}[{index}]: {problems}") from None
-    ids = [r.id for r in rules]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"{where}: duplicate rule id(s) {duplicates}")
-    return rules
+    return parse_table(SecretRule, raw, where)
 
 
 @functools.cache
