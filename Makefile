@@ -18,8 +18,8 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: install
-	@echo "Scanning examples/prompt.txt with the balanced profile (the gateway replaces this with issue #3):"
-	$(BIN)/mantlet scan --file examples/prompt.txt
+	@echo "Starting the Mantlet gateway on its embedded defaults (http://127.0.0.1:8080/v1, Ctrl-C stops it)."
+	$(BIN)/mantlet serve
 
 lint: install
 	$(BIN)/ruff check src tests bench tools

@@ -58,6 +58,14 @@ class InjectionOptions(BaseModel):
     allow_phrases_by_tenant: dict[str, list[str]] = Field(
         default_factory=dict, description="Known-benign phrasings per tenant id."
     )
+    min_model_words: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Texts with fewer words get the rules only: an embedding of one or two words"
+            " carries no context, and the head scores greetings like attacks."
+        ),
+    )
     max_model_chars: int = Field(
         200_000, gt=0, description="Longer parts get the rules only and an oversize finding."
     )
@@ -135,7 +143,11 @@ class InjectionDetector:
         for index, normalized in enumerate(prepared):
             texts = [normalized.text, *(v.text for v in normalized.variants)]
             for candidate in texts:
-                if candidate.strip() and len(candidate) <= self._options.max_model_chars:
+                words = len(candidate.split())
+                if (
+                    words >= self._options.min_model_words
+                    and len(candidate) <= self._options.max_model_chars
+                ):
                     candidates.append(candidate)
                     owners.append(index)
         best = [0.0 for _ in prepared]

@@ -1,0 +1,149 @@
+"""``mantlet serve`` and ``mantlet keys``: run the gateway and manage its API keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mantlet.cli._common import guarded, print_json, stderr, stdout
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Gateway settings YAML (default: embedded).")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+keys_app = typer.Typer(
+    help="Create, list, revoke and rotate gateway API keys.", no_args_is_help=True
+)
+
+
+def _store(config: Path | None) -> Any:
+    from mantlet.gateway.app import server_secret
+    from mantlet.gateway.keys import KeyStore
+    from mantlet.gateway.settings import load_settings
+
+    settings = load_settings(config)
+    return KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
+
+
+def _info(info: Any) -> dict[str, Any]:
+    row = dataclasses.asdict(info)
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = value.isoformat()
+        elif isinstance(value, tuple):
+            row[key] = list(value)
+    return row
+
+
+@guarded
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Start the OpenAI-compatible gateway."""
+    import uvicorn
+
+    from mantlet.gateway.app import bootstrap_admin_key, create_app
+    from mantlet.gateway.settings import load_settings
+
+    settings = load_settings(config)
+    if host:
+        settings = settings.model_copy(update={"host": host})
+    if port:
+        settings = settings.model_copy(update={"port": port})
+    app = create_app(settings)
+    admin_key = bootstrap_admin_key(app.state.gateway.keys)
+    if admin_key:
+        # Printed once, to the terminal only; it is stored as a keyed hash.
+        stderr.print(f"[bold]bootstrap admin key (shown once):[/] {admin_key}", highlight=False)
+    stderr.print(
+        f"Mantlet gateway on http://{settings.host}:{settings.port}/v1 "
+        f"(policy {settings.policy}, models: {', '.join(r.model for r in settings.routes)})"
+    )
+    if workers > 1:
+        stderr.print("note: --workers > 1 needs a shared database; using 1 worker per process")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+@keys_app.command("create")
+@guarded
+def create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")] = "default",
+    role: Annotated[str, typer.Option(help="admin, auditor or app.")] = "app",
+    name: Annotated[str, typer.Option(help="A label for humans.")] = "",
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Allowed model (repeatable; default all).")
+    ] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after N days.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a key; the full key is printed once and never stored."""
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    key, info = _store(config).create(
+        tenant=tenant, role=role, name=name, models=model or None, expires_at=expires
+    )
+    if as_json:
+        print_json({"key": key, **_info(info)})
+    else:
+        stdout.print(f"{key}\n(key id {info.key_id}; store it now, it is not shown again)")
+
+
+@keys_app.command("list")
+@guarded
+def list_keys(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List keys (ids and metadata, never secrets)."""
+    infos = _store(config).list(tenant=tenant)
+    if as_json:
+        print_json([_info(i) for i in infos])
+        return
+    table = Table("key id", "name", "tenant", "role", "models", "expires", "revoked")
+    for info in infos:
+        table.add_row(
+            info.key_id,
+            info.name,
+            info.tenant,
+            info.role,
+            ", ".join(info.models) if info.models else "all",
+            info.expires_at.isoformat() if info.expires_at else "",
+            info.revoked_at.isoformat() if info.revoked_at else "",
+        )
+    stdout.print(table)
+
+
+@keys_app.command("revoke")
+@guarded
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (the part after 'mk-').")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key; takes effect on the next request."""
+    _store(config).revoke(key_id)
+    stdout.print(f"revoked {key_id}")
+
+
+@keys_app.command("rotate")
+@guarded
+def rotate(
+    key_id: Annotated[str, typer.Argument(help="The key id to replace.")],
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new key with the same tenant, role and models; revoke the old one."""
+    key, info = _store(config).rotate(key_id)
+    if as_json:
+        print_json({"key": key, **_info(info)})
+    else:
+        stdout.print(f"{key}\n(replaces {key_id}; store it now, it is not shown again)")

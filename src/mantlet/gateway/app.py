@@ -1,0 +1,292 @@
+"""The gateway application: ``create_app(settings)`` builds a FastAPI app with
+nothing created at import time.
+
+Request path for ``POST /v1/chat/completions``:
+authenticate (API key) → authorize (role permission, model) → parse and bound
+the body → guard the input (block, or forward the redacted messages) →
+upstream, with ordered fallbacks → guard the output → answer, streamed or not.
+Streaming is buffered: the whole answer is checked before the first byte
+leaves, so no unscanned token reaches the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from mantlet.core.types import Action, Verdict
+from mantlet.gateway.errors import GatewayError, error_response, install_handlers
+from mantlet.gateway.keys import AuthError, KeyStore, Principal
+from mantlet.gateway.providers import Provider, ProviderError, build_provider
+from mantlet.gateway.settings import GatewaySettings
+from mantlet.pipeline.shield import Shield
+
+# Roles and their permissions are data; a custom role is one more entry.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"chat", "models", "keys:manage", "audit:read"}),
+    "auditor": frozenset({"models", "audit:read"}),
+    "app": frozenset({"chat", "models"}),
+}
+BLOCKED_NOTICE = "[blocked by Mantlet policy]"
+
+
+@dataclass
+class Gateway:
+    """Everything a request needs, built once per app."""
+
+    settings: GatewaySettings
+    shield: Shield
+    keys: KeyStore
+    providers: dict[str, Provider]
+    routes: dict[str, list[str]] = field(default_factory=dict)
+    upstream_models: dict[str, str] = field(default_factory=dict)
+
+    def authorize(self, request: Request, permission: str) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise GatewayError(
+                401, "missing API key (Authorization: Bearer ...)", "invalid_api_key"
+            )
+        try:
+            principal = self.keys.verify(token.strip())
+        except AuthError as exc:
+            raise GatewayError(401, str(exc), "invalid_api_key") from None
+        if permission not in ROLE_PERMISSIONS.get(principal.role, frozenset()):
+            raise GatewayError(
+                403, f"role {principal.role!r} may not use this route", "permission_denied"
+            )
+        request.state.principal = principal
+        return principal
+
+
+def server_secret(data_dir: Path) -> bytes:
+    """The key-hashing secret: generated on first start, file mode 0600."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / "server.key"
+    if not path.exists():
+        with path.open("x", encoding="ascii") as handle:
+            path.chmod(0o600)
+            handle.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text("ascii").strip())
+
+
+def bootstrap_admin_key(keys: KeyStore) -> str | None:
+    """Create the first admin key when none exists; the caller prints it once."""
+    if keys.list():
+        return None
+    key, _ = keys.create(tenant="default", role="admin", name="bootstrap admin")
+    return key
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    keys: KeyStore | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    shield: Shield | None = None,
+) -> FastAPI:
+    keys = keys or KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
+    built = dict(providers) if providers is not None else {}
+    for upstream in settings.upstreams:
+        if upstream.name not in built:
+            built[upstream.name] = build_provider(upstream)
+    gateway = Gateway(
+        settings=settings,
+        shield=shield or Shield.from_policy(settings.policy),
+        keys=keys,
+        providers=built,
+        routes={r.model: list(r.upstreams) for r in settings.routes},
+        upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for provider in gateway.providers.values():
+            await provider.aclose()
+
+    app = FastAPI(title="Mantlet gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+    install_handlers(app)
+
+    @app.middleware("http")
+    async def _request_meta(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        request.state.request_id = f"req_{uuid.uuid4().hex}"
+        request.state.upstream_ms = 0.0
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 - a bug must still answer in OpenAI's shape
+            response = error_response(500, "internal error", "internal_error")
+        total_ms = (time.perf_counter() - started) * 1000
+        response.headers["x-request-id"] = request.state.request_id
+        response.headers["x-mantlet-overhead-ms"] = f"{total_ms - request.state.upstream_ms:.2f}"
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        principal = gateway.authorize(request, "models")
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": "mantlet"}
+            for model in gateway.routes
+            if principal.may_use(model)
+        ]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        principal = gateway.authorize(request, "chat")
+        body = await _read_json(request, settings.max_body_bytes)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise GatewayError(
+                400, "'model' must be a non-empty string", "invalid_request", "model"
+            )
+        if model not in gateway.routes:
+            raise GatewayError(404, f"model {model!r} does not exist", "model_not_found", "model")
+        if not principal.may_use(model):
+            raise GatewayError(403, f"this key may not use model {model!r}", "model_not_allowed")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise GatewayError(
+                400, "'messages' must be a non-empty list", "invalid_request", "messages"
+            )
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise GatewayError(400, "'stream' must be a boolean", "invalid_request", "stream")
+
+        verdict_in = await gateway.shield.acheck_input(messages, tenant=principal.tenant)
+        if verdict_in.blocked:
+            raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+        upstream_body = {
+            **body,
+            "messages": verdict_in.sanitized_messages,
+            "model": gateway.upstream_models[model],
+            "stream": False,
+        }
+        started = time.perf_counter()
+        answer = await _call_upstreams(gateway, model, upstream_body)
+        request.state.upstream_ms = (time.perf_counter() - started) * 1000
+        answer["model"] = model
+        verdict_out = await _guard_answer(gateway, answer, principal.tenant)
+        headers = {
+            "x-mantlet-input-action": verdict_in.action.value,
+            "x-mantlet-output-action": verdict_out.value,
+        }
+        if stream:
+            return StreamingResponse(
+                _as_sse(answer), media_type="text/event-stream", headers=headers
+            )
+        return JSONResponse(answer, headers=headers)
+
+    return app
+
+
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(413, f"request body larger than {limit} bytes", "body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(413, f"request body larger than {limit} bytes", "body_too_large")
+        chunks.append(chunk)
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise GatewayError(400, "request body is not valid UTF-8", "invalid_encoding") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GatewayError(
+            400,
+            f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            "invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise GatewayError(400, "request body must be a JSON object", "invalid_request")
+    return data
+
+
+async def _call_upstreams(gateway: Gateway, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    failures = []
+    for name in gateway.routes[model]:
+        try:
+            answer = await gateway.providers[name].chat(body)
+        except ProviderError as exc:
+            failures.append(str(exc))
+            continue
+        if not isinstance(answer.get("choices"), list):
+            failures.append(f"upstream {name!r} sent no choices")
+            continue
+        return answer
+    raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
+
+
+async def _guard_answer(gateway: Gateway, answer: dict[str, Any], tenant: str) -> Action:
+    """Check every choice's message; redact or replace it in place."""
+    worst = Action.ALLOW
+    for choice in answer["choices"]:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        message.setdefault("role", "assistant")
+        verdict = await gateway.shield.acheck_output([message], tenant=tenant)
+        worst = Action.most_severe([worst, verdict.action])
+        if verdict.blocked:
+            choice["message"] = {"role": "assistant", "content": BLOCKED_NOTICE}
+            choice["finish_reason"] = "content_filter"
+        elif verdict.sanitized_messages:
+            choice["message"] = verdict.sanitized_messages[0]
+    return worst
+
+
+def _blocked_message(what: str, verdict: Verdict) -> str:
+    kinds = sorted({f.kind for f in verdict.findings if f.action is Action.BLOCK})
+    reason = f" ({', '.join(kinds)})" if kinds else " (a detector failed; the policy fails closed)"
+    return f"{what} blocked by policy{reason}"
+
+
+async def _as_sse(answer: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Replays a checked answer as OpenAI chat.completion.chunk events."""
+    base: dict[str, Any] = {k: answer[k] for k in ("id", "created", "model") if k in answer}
+    base["object"] = "chat.completion.chunk"
+    for choice in answer["choices"]:
+        index = choice.get("index", 0)
+        message = choice.get("message", {})
+        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [
+                {**call, "index": i} for i, call in enumerate(message["tool_calls"])
+            ]
+        chunk: dict[str, Any] = {
+            **base,
+            "choices": [{"index": index, "delta": delta, "finish_reason": None}],
+        }
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        final: dict[str, Any] = {
+            **base,
+            "choices": [
+                {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
+            ],
+        }
+        yield f"data: {json.dumps(final)}\n\n".encode()
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,87 @@
+"""Gateway settings: one YAML file, validated by pydantic; every field has an
+embedded default so `mantlet serve` runs with no file at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mantlet.errors import ConfigError
+
+
+class UpstreamSettings(BaseModel):
+    """One upstream provider; ``kind`` picks the module that talks to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["openai", "echo"] = "openai"
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the upstream API key (never the key)."
+    )
+    timeout_s: float = Field(60.0, gt=0, le=600)
+    retries: int = Field(2, ge=0, le=5, description="Retries on connection errors and 502/503/504.")
+
+
+class RouteSettings(BaseModel):
+    """A public model name and the upstreams that serve it, in fallback order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    upstreams: list[str] = Field(min_length=1)
+    upstream_model: str | None = Field(None, description="Model name sent upstream, if different.")
+
+
+class GatewaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    data_dir: Path = Path(".mantlet")
+    database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
+    policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=lambda: [UpstreamSettings(name="echo", kind="echo")]
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=lambda: [RouteSettings(model="echo", upstreams=["echo"])]
+    )
+
+    @model_validator(mode="after")
+    def _routes_name_known_upstreams(self) -> GatewaySettings:
+        names = {u.name for u in self.upstreams}
+        for index, route in enumerate(self.routes):
+            unknown = sorted(set(route.upstreams) - names)
+            if unknown:
+                raise ValueError(f"routes[{index}] names unknown upstream(s) {unknown}")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'mantlet.db'}"
+
+
+def load_settings(path: Path | None) -> GatewaySettings:
+    if path is None:
+        return GatewaySettings()
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read gateway settings {path}: {type(exc).__name__}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"gateway settings {path} are not valid YAML{where}") from None
+    try:
+        return GatewaySettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid gateway settings {path}: {problems}") from None
