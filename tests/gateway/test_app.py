@@ -332,3 +332,29 @@ async def test_echo_provider_answers_in_openai_shape() -> None:
     )
     assert answer["object"] == "chat.completion"
     assert answer["usage"]["total_tokens"] > 0
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(keys: KeyStore, app_key: str) -> None:
+    limited = settings().model_copy(
+        update={"quotas": settings().quotas.model_copy(update={"requests_per_key": "2/minute"})}
+    )
+    other_key, _ = keys.create(tenant="acme", role="app")
+    with TestClient(create_app(limited, keys=keys)) as client:
+        assert chat(client, app_key).status_code == 200
+        assert chat(client, app_key).status_code == 200
+        refused = chat(client, app_key)
+        assert_openai_error(refused, 429, "rate_limit_exceeded")
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert chat(client, other_key).status_code == 200  # limits are per key
+
+
+def test_token_budget_per_tenant(keys: KeyStore, app_key: str) -> None:
+    budget = settings().model_copy(
+        update={"quotas": settings().quotas.model_copy(update={"tokens_per_tenant": "5/day"})}
+    )
+    with TestClient(create_app(budget, keys=keys)) as client:
+        first = chat(client, app_key, "one two three")  # echo spends 3 + 4 tokens
+        assert first.status_code == 200
+        assert_openai_error(chat(client, app_key), 429, "rate_limit_exceeded")
+        other_tenant, _ = keys.create(tenant="globex", role="app")
+        assert chat(client, other_tenant).status_code == 200

@@ -28,7 +28,9 @@ from mantlet.core.types import Action, Verdict
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.providers import Provider, ProviderError, build_provider
+from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
+from mantlet.gateway.tokens import TokenVerifier
 from mantlet.pipeline.shield import Shield
 
 # Roles and their permissions are data; a custom role is one more entry.
@@ -48,6 +50,8 @@ class Gateway:
     shield: Shield
     keys: KeyStore
     providers: dict[str, Provider]
+    quotas: Quotas
+    tokens: TokenVerifier | None = None
     routes: dict[str, list[str]] = field(default_factory=dict)
     upstream_models: dict[str, str] = field(default_factory=dict)
 
@@ -58,8 +62,12 @@ class Gateway:
             raise GatewayError(
                 401, "missing API key (Authorization: Bearer ...)", "invalid_api_key"
             )
+        token = token.strip()
         try:
-            principal = self.keys.verify(token.strip())
+            if token.startswith("mk-") or self.tokens is None:
+                principal = self.keys.verify(token)
+            else:
+                principal = self.tokens.verify(token)
         except AuthError as exc:
             raise GatewayError(401, str(exc), "invalid_api_key") from None
         if permission not in ROLE_PERMISSIONS.get(principal.role, frozenset()):
@@ -106,6 +114,13 @@ def create_app(
         shield=shield or Shield.from_policy(settings.policy),
         keys=keys,
         providers=built,
+        quotas=Quotas(
+            storage_uri=settings.quotas.storage_uri,
+            requests=settings.quotas.requests_per_key,
+            requests_by_role=settings.quotas.requests_per_key_by_role,
+            tenant_tokens=settings.quotas.tokens_per_tenant,
+        ),
+        tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
         upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
     )
@@ -153,6 +168,7 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         principal = gateway.authorize(request, "chat")
+        gateway.quotas.admit(principal)
         body = await _read_json(request, settings.max_body_bytes)
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -185,6 +201,9 @@ def create_app(
         answer = await _call_upstreams(gateway, model, upstream_body)
         request.state.upstream_ms = (time.perf_counter() - started) * 1000
         answer["model"] = model
+        usage = answer.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+            gateway.quotas.charge(principal, usage["total_tokens"])
         verdict_out = await _guard_answer(gateway, answer, principal.tenant)
         headers = {
             "x-mantlet-input-action": verdict_in.action.value,

@@ -34,11 +34,20 @@ _TYPES = {
 class GatewayError(MantletError):
     """An error with an HTTP status and an OpenAI error code."""
 
-    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        param: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.param = param
+        self.headers = headers or {}
 
 
 def error_body(status: int, message: str, code: str | None, param: str | None = None) -> Any:
@@ -52,14 +61,22 @@ def error_body(status: int, message: str, code: str | None, param: str | None = 
     }
 
 
-def error_response(status: int, message: str, code: str | None, param: str | None = None) -> Any:
-    return JSONResponse(error_body(status, message, code, param), status_code=status)
+def error_response(
+    status: int,
+    message: str,
+    code: str | None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return JSONResponse(
+        error_body(status, message, code, param), status_code=status, headers=headers
+    )
 
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway(_: Request, exc: GatewayError) -> Any:
-        return error_response(exc.status, str(exc), exc.code, exc.param)
+        return error_response(exc.status, str(exc), exc.code, exc.param, exc.headers)
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> Any:

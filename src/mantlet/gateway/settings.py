@@ -37,6 +37,38 @@ class RouteSettings(BaseModel):
     upstream_model: str | None = Field(None, description="Model name sent upstream, if different.")
 
 
+class QuotaSettings(BaseModel):
+    """Limits in the ``limits`` notation ("60/minute", "100000/day")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    storage_uri: str = Field("memory://", description="memory:// or redis://host:port/db")
+    requests_per_key: str | None = Field("600/minute", description="Default per API key.")
+    requests_per_key_by_role: dict[str, str] = Field(default_factory=dict)
+    tokens_per_tenant: str | None = Field(None, description="Token budget, e.g. 1000000/day.")
+
+
+class OIDCSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_file: Path | None = Field(None, description="A JWKS JSON file (offline deployments).")
+    jwks_url: str | None = Field(None, description="The provider's jwks_uri.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    tenant_claim: str = "tenant"
+    role_claim: str = "role"
+    leeway_s: int = Field(30, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OIDCSettings:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of jwks_file and jwks_url")
+        if any(a.upper() in {"NONE", "HS256", "HS384", "HS512"} for a in self.algorithms):
+            raise ValueError("only asymmetric algorithms may verify identity-provider tokens")
+        return self
+
+
 class GatewaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +78,8 @@ class GatewaySettings(BaseModel):
     database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
     policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
     max_body_bytes: int = Field(1_000_000, gt=0)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(
         default_factory=lambda: [UpstreamSettings(name="echo", kind="echo")]
     )

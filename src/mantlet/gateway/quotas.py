@@ -1,0 +1,61 @@
+"""Rate limits per key and token budgets per tenant (availability pillar).
+
+Built on the ``limits`` library: moving windows in memory by default, or in
+Redis (``storage_uri: redis://...``) so that several gateway replicas share
+one count. A request over its limit, or from a tenant whose token budget is
+spent, gets a 429 in OpenAI's shape with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from mantlet.gateway.errors import GatewayError
+from mantlet.gateway.keys import Principal
+
+
+class Quotas:
+    def __init__(
+        self,
+        *,
+        storage_uri: str = "memory://",
+        requests: str | None = None,
+        requests_by_role: dict[str, str] | None = None,
+        tenant_tokens: str | None = None,
+    ) -> None:
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._default = parse(requests) if requests else None
+        self._by_role = {role: parse(rule) for role, rule in (requests_by_role or {}).items()}
+        self._tokens = parse(tenant_tokens) if tenant_tokens else None
+
+    def admit(self, principal: Principal) -> None:
+        """Count one request for the key; refuse it when over the limit or budget."""
+        item = self._by_role.get(principal.role, self._default)
+        if item is not None and not self._limiter.hit(item, "key", principal.key_id):
+            raise self._refusal(
+                item, "key", principal.key_id, message="rate limit reached for this key"
+            )
+        tokens = self._tokens
+        if tokens is not None and not self._limiter.test(tokens, "tenant", principal.tenant):
+            raise self._refusal(
+                tokens, "tenant", principal.tenant, message="token budget of this tenant is spent"
+            )
+
+    def charge(self, principal: Principal, tokens: int) -> None:
+        """Count the tokens a finished request used against the tenant's budget."""
+        if self._tokens is not None and tokens > 0:
+            budget = self._tokens.amount
+            # A request larger than the whole budget still spends all of it.
+            self._limiter.hit(self._tokens, "tenant", principal.tenant, cost=min(tokens, budget))
+
+    def _refusal(self, item: RateLimitItem, *identifiers: str, message: str) -> GatewayError:
+        reset = self._limiter.get_window_stats(item, *identifiers).reset_time
+        retry_after = max(1, math.ceil(reset - time.time()))
+        return GatewayError(
+            429, message, "rate_limit_exceeded", headers={"Retry-After": str(retry_after)}
+        )
