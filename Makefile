@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # Reinstall only when the dependency declarations change.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,scale]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,12 +40,12 @@ bench: install
 # Rebuild the shipped prompt-injection model from ../shared/datasets (about
 # 15 minutes on 2 cores); writes src/mantlet/detectors/injection/model/.
 train-injection: install
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,train]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,scale,train]'
 	$(BIN)/python tools/train_injection.py
 
 # Regenerate the pinned versions after changing dependencies in pyproject.toml.
 lock: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,bench,train]'
+	$(BIN)/pip install --quiet -e '.[test,bench,scale,train]'
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:

@@ -48,10 +48,16 @@ class Quotas:
 
     def charge(self, principal: Principal, tokens: int) -> None:
         """Count the tokens a finished request used against the tenant's budget."""
-        if self._tokens is not None and tokens > 0:
-            budget = self._tokens.amount
-            # A request larger than the whole budget still spends all of it.
-            self._limiter.hit(self._tokens, "tenant", principal.tenant, cost=min(tokens, budget))
+        item = self._tokens
+        if item is None or tokens <= 0:
+            return
+        if self._limiter.hit(item, "tenant", principal.tenant, cost=min(tokens, item.amount)):
+            return
+        # `limits` refuses a cost larger than what is left; the request already
+        # ran, so it spends the rest of the budget instead.
+        left = self._limiter.get_window_stats(item, "tenant", principal.tenant).remaining
+        if left > 0:
+            self._limiter.hit(item, "tenant", principal.tenant, cost=left)
 
     def _refusal(self, item: RateLimitItem, *identifiers: str, message: str) -> GatewayError:
         reset = self._limiter.get_window_stats(item, *identifiers).reset_time

@@ -1,0 +1,82 @@
+"""The scale-out path for real: API keys in PostgreSQL and rate-limit counts in
+Redis, shared by two gateway "replicas" (two store instances).
+
+`.ci/run` starts both servers on loopback and exports their URLs with
+MANTLET_REQUIRE_SERVICES=1, so in CI these tests cannot be skipped; elsewhere
+they skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from mantlet.gateway.errors import GatewayError
+from mantlet.gateway.keys import AuthError, KeyStore, Principal
+from mantlet.gateway.quotas import Quotas
+
+POSTGRES = os.environ.get("MANTLET_TEST_POSTGRES_URL")
+REDIS = os.environ.get("MANTLET_TEST_REDIS_URL")
+REQUIRED = os.environ.get("MANTLET_REQUIRE_SERVICES") == "1"
+SECRET = b"p" * 32
+
+
+def need(url: str | None, what: str) -> str:
+    if url:
+        return url
+    if REQUIRED:
+        pytest.fail(f"{what} URL missing although MANTLET_REQUIRE_SERVICES=1")
+    pytest.skip(f"{what} not available (set MANTLET_TEST_{what.upper()}_URL; .ci/run does)")
+
+
+def test_key_store_on_postgresql_is_shared_by_replicas() -> None:
+    url = need(POSTGRES, "postgres")
+    first, second = KeyStore(url, SECRET), KeyStore(url, SECRET)
+    try:
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        key, info = first.create(tenant=tenant, role="app", models=["echo"])
+        principal = second.verify(key)  # the other replica sees it at once
+        assert (principal.tenant, principal.models) == (tenant, ("echo",))
+        new_key, new_info = second.rotate(info.key_id)
+        with pytest.raises(AuthError):
+            first.verify(key)
+        assert first.verify(new_key).key_id == new_info.key_id
+        first.revoke(new_info.key_id)
+        with pytest.raises(AuthError, match="revoked"):
+            second.verify(new_key)
+        listed = second.list(tenant=tenant)
+        assert {i.key_id for i in listed} == {info.key_id, new_info.key_id}
+        assert all(i.created_at.tzinfo is not None for i in listed)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_rate_limits_in_redis_are_shared_by_replicas() -> None:
+    url = need(REDIS, "redis")
+    principal = Principal(key_id=f"k{uuid.uuid4().hex[:9]}", tenant="t", role="app", models=None)
+    replica_a = Quotas(storage_uri=url, requests="3/minute")
+    replica_b = Quotas(storage_uri=url, requests="3/minute")
+    replica_a.admit(principal)
+    replica_b.admit(principal)
+    replica_a.admit(principal)
+    with pytest.raises(GatewayError) as refused:
+        replica_b.admit(principal)
+    assert refused.value.status == 429
+    assert int(refused.value.headers["Retry-After"]) >= 1
+
+
+def test_token_budget_in_redis_is_shared_by_replicas() -> None:
+    url = need(REDIS, "redis")
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    principal = Principal(key_id="k", tenant=tenant, role="app", models=None)
+    replica_a = Quotas(storage_uri=url, requests=None, tenant_tokens="100/day")
+    replica_b = Quotas(storage_uri=url, requests=None, tenant_tokens="100/day")
+    replica_a.admit(principal)
+    replica_a.charge(principal, 60)
+    replica_b.admit(principal)
+    replica_b.charge(principal, 60)
+    with pytest.raises(GatewayError):
+        replica_a.admit(principal)
