@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,16 +28,6 @@ def _store(config: Path | None) -> Any:
 
     settings = load_settings(config)
     return KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
-
-
-def _info(info: Any) -> dict[str, Any]:
-    row = dataclasses.asdict(info)
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            row[key] = value.isoformat()
-        elif isinstance(value, tuple):
-            row[key] = list(value)
-    return row
 
 
 @guarded
@@ -92,7 +81,7 @@ def create(
         tenant=tenant, role=role, name=name, models=model or None, expires_at=expires
     )
     if as_json:
-        print_json({"key": key, **_info(info)})
+        print_json({"key": key, **info.to_dict()})
     else:
         stdout.print(f"{key}\n(key id {info.key_id}; store it now, it is not shown again)")
 
@@ -107,7 +96,7 @@ def list_keys(
     """List keys (ids and metadata, never secrets)."""
     infos = _store(config).list(tenant=tenant)
     if as_json:
-        print_json([_info(i) for i in infos])
+        print_json([i.to_dict() for i in infos])
         return
     table = Table("key id", "name", "tenant", "role", "models", "expires", "revoked")
     for info in infos:
@@ -144,6 +133,6 @@ def rotate(
     """Issue a new key with the same tenant, role and models; revoke the old one."""
     key, info = _store(config).rotate(key_id)
     if as_json:
-        print_json({"key": key, **_info(info)})
+        print_json({"key": key, **info.to_dict()})
     else:
         stdout.print(f"{key}\n(replaces {key_id}; store it now, it is not shown again)")

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from mantlet.core.types import Action, Verdict
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
-from mantlet.gateway.providers import Provider, ProviderError, build_provider
+from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.tokens import TokenVerifier
@@ -165,8 +166,56 @@ def create_app(
         ]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    @app.get("/v1/admin/keys")
+    async def admin_list_keys(request: Request) -> dict[str, Any]:
+        gateway.authorize(request, "keys:manage")
+        tenant = request.query_params.get("tenant")
+        return {"object": "list", "data": [i.to_dict() for i in gateway.keys.list(tenant=tenant)]}
+
+    @app.post("/v1/admin/keys")
+    async def admin_create_key(request: Request) -> JSONResponse:
+        gateway.authorize(request, "keys:manage")
+        body = await _read_json(request, settings.max_body_bytes)
+        tenant, role, name = body.get("tenant"), body.get("role", "app"), body.get("name", "")
+        models, days = body.get("models"), body.get("expires_in_days")
+        if not isinstance(tenant, str) or not isinstance(role, str) or not isinstance(name, str):
+            raise GatewayError(
+                400, "'tenant', 'role' and 'name' must be strings", "invalid_request"
+            )
+        if role not in ROLE_PERMISSIONS:
+            raise GatewayError(400, f"unknown role {role!r}", "invalid_request", "role")
+        if models is not None and not (
+            isinstance(models, list) and all(isinstance(m, str) for m in models)
+        ):
+            raise GatewayError(400, "'models' must be a list of strings", "invalid_request")
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+            raise GatewayError(
+                400, "'expires_in_days' must be a positive integer", "invalid_request"
+            )
+        expires = datetime.now(UTC) + timedelta(days=days) if days else None
+        try:
+            key, info = gateway.keys.create(
+                tenant=tenant, role=role, name=name, models=models, expires_at=expires
+            )
+        except ValueError as exc:
+            raise GatewayError(400, str(exc), "invalid_request") from None
+        return JSONResponse({"key": key, **info.to_dict()}, status_code=201)
+
+    @app.post("/v1/admin/keys/{key_id}/revoke")
+    async def admin_revoke_key(request: Request, key_id: str) -> dict[str, Any]:
+        gateway.authorize(request, "keys:manage")
+        gateway.keys.revoke(key_id)
+        return {"key_id": key_id, "revoked": True}
+
+    @app.post("/v1/admin/keys/{key_id}/rotate")
+    async def admin_rotate_key(request: Request, key_id: str) -> JSONResponse:
+        gateway.authorize(request, "keys:manage")
+        key, info = gateway.keys.rotate(key_id)
+        return JSONResponse({"key": key, **info.to_dict()}, status_code=201)
+
+    async def admit(request: Request) -> tuple[Principal, dict[str, Any], str, bool]:
+        """Steps every generation route shares: authenticate, authorize, count
+        against quotas, read the bounded body, check model and stream."""
         principal = gateway.authorize(request, "chat")
         gateway.quotas.admit(principal)
         body = await _read_json(request, settings.max_body_bytes)
@@ -179,41 +228,89 @@ def create_app(
             raise GatewayError(404, f"model {model!r} does not exist", "model_not_found", "model")
         if not principal.may_use(model):
             raise GatewayError(403, f"this key may not use model {model!r}", "model_not_allowed")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise GatewayError(
-                400, "'messages' must be a non-empty list", "invalid_request", "messages"
-            )
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise GatewayError(400, "'stream' must be a boolean", "invalid_request", "stream")
+        return principal, body, model, stream
 
-        verdict_in = await gateway.shield.acheck_input(messages, tenant=principal.tenant)
-        if verdict_in.blocked:
-            raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
-        upstream_body = {
-            **body,
-            "messages": verdict_in.sanitized_messages,
-            "model": gateway.upstream_models[model],
-            "stream": False,
-        }
+    async def forward(
+        request: Request, principal: Principal, endpoint: Endpoint, model: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         started = time.perf_counter()
-        answer = await _call_upstreams(gateway, model, upstream_body)
+        answer = await _call_upstreams(
+            gateway, endpoint, model, {**body, "model": gateway.upstream_models[model]}
+        )
         request.state.upstream_ms = (time.perf_counter() - started) * 1000
         answer["model"] = model
         usage = answer.get("usage")
         if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
             gateway.quotas.charge(principal, usage["total_tokens"])
-        verdict_out = await _guard_answer(gateway, answer, principal.tenant)
+        return answer
+
+    def reply(answer: dict[str, Any], stream: bool, actions: tuple[Action, Action]) -> Response:
         headers = {
-            "x-mantlet-input-action": verdict_in.action.value,
-            "x-mantlet-output-action": verdict_out.value,
+            "x-mantlet-input-action": actions[0].value,
+            "x-mantlet-output-action": actions[1].value,
         }
         if stream:
             return StreamingResponse(
                 _as_sse(answer), media_type="text/event-stream", headers=headers
             )
         return JSONResponse(answer, headers=headers)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        principal, body, model, stream = await admit(request)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise GatewayError(
+                400, "'messages' must be a non-empty list", "invalid_request", "messages"
+            )
+        verdict_in = await gateway.shield.acheck_input(messages, tenant=principal.tenant)
+        if verdict_in.blocked:
+            raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+        upstream_body = {**body, "messages": verdict_in.sanitized_messages}
+        answer = await forward(request, principal, "chat/completions", model, upstream_body)
+        verdict_out = await _guard_choices(gateway, answer, principal.tenant)
+        return reply(answer, stream, (verdict_in.action, verdict_out))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        principal, body, model, stream = await admit(request)
+        prompt = body.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if (
+            not isinstance(prompts, list)
+            or not prompts
+            or not all(isinstance(p, str) for p in prompts)
+        ):
+            raise GatewayError(
+                400, "'prompt' must be a string or a list of strings", "invalid_request", "prompt"
+            )
+        sanitized, action_in = await _guard_texts(gateway, prompts, principal.tenant)
+        upstream_body = {**body, "prompt": sanitized[0] if isinstance(prompt, str) else sanitized}
+        answer = await forward(request, principal, "completions", model, upstream_body)
+        verdict_out = await _guard_choices(gateway, answer, principal.tenant)
+        return reply(answer, stream, (action_in, verdict_out))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        principal, body, model, _ = await admit(request)
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else raw
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(i, str) for i in inputs)
+        ):
+            # Token-id arrays cannot be scanned, so they are refused (fail closed).
+            raise GatewayError(
+                400, "'input' must be a string or a list of strings", "invalid_request", "input"
+            )
+        sanitized, action_in = await _guard_texts(gateway, inputs, principal.tenant)
+        upstream_body = {**body, "input": sanitized[0] if isinstance(raw, str) else sanitized}
+        answer = await forward(request, principal, "embeddings", model, upstream_body)
+        return reply(answer, False, (action_in, Action.ALLOW))
 
     return app
 
@@ -245,36 +342,60 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-async def _call_upstreams(gateway: Gateway, model: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _call_upstreams(
+    gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The route's upstreams in order; the first well-formed answer wins."""
+    expected = "data" if endpoint == "embeddings" else "choices"
     failures = []
     for name in gateway.routes[model]:
         try:
-            answer = await gateway.providers[name].chat(body)
+            answer = await gateway.providers[name].send(endpoint, {**body, "stream": False})
         except ProviderError as exc:
             failures.append(str(exc))
             continue
-        if not isinstance(answer.get("choices"), list):
-            failures.append(f"upstream {name!r} sent no choices")
+        if not isinstance(answer.get(expected), list):
+            failures.append(f"upstream {name!r} sent no {expected}")
             continue
         return answer
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
 
 
-async def _guard_answer(gateway: Gateway, answer: dict[str, Any], tenant: str) -> Action:
-    """Check every choice's message; redact or replace it in place."""
+async def _guard_texts(gateway: Gateway, texts: list[str], tenant: str) -> tuple[list[str], Action]:
+    """Input check for plain prompts: each is scanned as a user message."""
+    messages = [{"role": "user", "content": text} for text in texts]
+    verdict = await gateway.shield.acheck_input(messages, tenant=tenant)
+    if verdict.blocked:
+        raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
+    sanitized = [str(m["content"]) for m in verdict.sanitized_messages or messages]
+    return sanitized, verdict.action
+
+
+async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) -> Action:
+    """Output check of every choice (chat message or completion text); redact
+    or replace it in place."""
     worst = Action.ALLOW
     for choice in answer["choices"]:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
+        if not isinstance(choice, dict):
             continue
-        message.setdefault("role", "assistant")
-        verdict = await gateway.shield.acheck_output([message], tenant=tenant)
+        if isinstance(choice.get("text"), str):
+            verdict = await gateway.shield.acheck_output(choice["text"], tenant=tenant)
+            if verdict.blocked:
+                choice["text"], choice["finish_reason"] = BLOCKED_NOTICE, "content_filter"
+            elif verdict.sanitized_text is not None:
+                choice["text"] = verdict.sanitized_text
+        elif isinstance(choice.get("message"), dict):
+            message = choice["message"]
+            message.setdefault("role", "assistant")
+            verdict = await gateway.shield.acheck_output([message], tenant=tenant)
+            if verdict.blocked:
+                choice["message"] = {"role": "assistant", "content": BLOCKED_NOTICE}
+                choice["finish_reason"] = "content_filter"
+            elif verdict.sanitized_messages:
+                choice["message"] = verdict.sanitized_messages[0]
+        else:
+            continue
         worst = Action.most_severe([worst, verdict.action])
-        if verdict.blocked:
-            choice["message"] = {"role": "assistant", "content": BLOCKED_NOTICE}
-            choice["finish_reason"] = "content_filter"
-        elif verdict.sanitized_messages:
-            choice["message"] = verdict.sanitized_messages[0]
     return worst
 
 
@@ -285,27 +406,27 @@ def _blocked_message(what: str, verdict: Verdict) -> str:
 
 
 async def _as_sse(answer: dict[str, Any]) -> AsyncIterator[bytes]:
-    """Replays a checked answer as OpenAI chat.completion.chunk events."""
+    """Replays a checked answer as OpenAI stream events (chat chunks, or
+    text_completion events for /v1/completions)."""
     base: dict[str, Any] = {k: answer[k] for k in ("id", "created", "model") if k in answer}
-    base["object"] = "chat.completion.chunk"
+    chat = answer.get("object") != "text_completion"
+    base["object"] = "chat.completion.chunk" if chat else "text_completion"
     for choice in answer["choices"]:
         index = choice.get("index", 0)
-        message = choice.get("message", {})
-        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
-        if message.get("tool_calls"):
-            delta["tool_calls"] = [
-                {**call, "index": i} for i, call in enumerate(message["tool_calls"])
-            ]
-        chunk: dict[str, Any] = {
-            **base,
-            "choices": [{"index": index, "delta": delta, "finish_reason": None}],
-        }
-        yield f"data: {json.dumps(chunk)}\n\n".encode()
-        final: dict[str, Any] = {
-            **base,
-            "choices": [
-                {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
-            ],
-        }
-        yield f"data: {json.dumps(final)}\n\n".encode()
+        if chat:
+            message = choice.get("message", {})
+            delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+            if message.get("tool_calls"):
+                delta["tool_calls"] = [
+                    {**call, "index": i} for i, call in enumerate(message["tool_calls"])
+                ]
+            first: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": None}
+            last: dict[str, Any] = {"index": index, "delta": {}}
+        else:
+            first = {"index": index, "text": choice.get("text", ""), "finish_reason": None}
+            last = {"index": index, "text": ""}
+        last["finish_reason"] = choice.get("finish_reason")
+        for part in (first, last):
+            event = {**base, "choices": [part]}
+            yield f"data: {json.dumps(event)}\n\n".encode()
     yield b"data: [DONE]\n\n"

@@ -22,6 +22,7 @@ Storage is plain SQLAlchemy Core on one table, so the same code runs on SQLite
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -137,6 +138,16 @@ class KeyInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     rotated_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ISO timestamps, lists for tuples."""
+        row = dataclasses.asdict(self)
+        for key, value in row.items():
+            if isinstance(value, datetime):
+                row[key] = value.isoformat()
+            elif isinstance(value, tuple):
+                row[key] = list(value)
+        return row
 
 
 class _UTCDateTime(sa.types.TypeDecorator[datetime]):

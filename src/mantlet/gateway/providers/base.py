@@ -1,9 +1,9 @@
-"""The one seam every upstream implements: send a chat request, close."""
+"""The one seam every upstream implements: send a request to an endpoint, close."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from mantlet.errors import MantletError
 
@@ -14,11 +14,15 @@ class ProviderError(MantletError):
     status = 502
 
 
+Endpoint = Literal["chat/completions", "completions", "embeddings"]
+
+
 class Provider(Protocol):
     name: str
 
-    async def chat(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Send an OpenAI chat-completions request body; return the response body."""
+    async def send(self, endpoint: Endpoint, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Send an OpenAI request body (never streaming) to ``endpoint``; return the
+        response body, or raise ``ProviderError``."""
         ...
 
     async def aclose(self) -> None: ...

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from mantlet.gateway.providers.base import ProviderError
+from mantlet.gateway.providers.base import Endpoint, ProviderError
 
 _RETRY_STATUSES = {502, 503, 504}
 
@@ -35,11 +35,11 @@ class OpenAICompatibleProvider:
             transport=transport,
         )
 
-    async def chat(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        body = {**request, "stream": False}
+    async def send(self, endpoint: Endpoint, request: Mapping[str, Any]) -> dict[str, Any]:
+        body = {**request, "stream": False} if endpoint != "embeddings" else dict(request)
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.post("/chat/completions", json=body)
+                response = await self._client.post(f"/{endpoint}", json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt == self._retries:
                     raise ProviderError(
