@@ -436,3 +436,23 @@ def test_admin_key_api_is_admin_only(keys: KeyStore, app_key: str) -> None:
         assert_openai_error(bad, 400)
         missing = client.post("/v1/admin/keys/aaaaaaaaaa/revoke", headers=as_admin)
         assert missing.status_code == 404
+
+
+def test_readyz_and_metrics(keys: KeyStore, app_key: str) -> None:
+    auditor, _ = keys.create(tenant="ops", role="auditor")
+    with client_for(keys) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json() == {"status": "ready"}
+        chat(client, app_key, f"id {AWS_KEY_ID}")
+        assert_openai_error(client.get("/metrics"), 401)
+        assert_openai_error(
+            client.get("/metrics", headers={"Authorization": f"Bearer {app_key}"}), 403
+        )
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {auditor}"}).text
+    assert 'mantlet_requests_total{route="/v1/chat/completions",status="200"} 1.0' in text
+    assert (
+        'mantlet_findings_total{action="redact",detector="secrets",kind="AWS_ACCESS_KEY_ID"}'
+        in text
+    )
+    assert 'mantlet_detector_runs_total{detector="secrets",status="ok"}' in text
+    assert AWS_KEY_ID not in text

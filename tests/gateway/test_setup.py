@@ -89,3 +89,19 @@ def test_keys_commands_end_to_end(tmp_path: Path) -> None:
 
     missing = runner.invoke(app, ["keys", "revoke", "nosuchkey0", "-c", str(config)])
     assert missing.exit_code == 2
+
+
+def test_data_dir_option_and_environment_overrides(tmp_path: Path) -> None:
+    data = tmp_path / "state"
+    created = runner.invoke(
+        app, ["keys", "create", "--data-dir", str(data), "--tenant", "t", "--role", "app", "--json"]
+    )
+    assert created.exit_code == 0, created.stderr
+    assert json.loads(created.stdout)["key"].startswith("mk-")
+    assert (data / "server.key").is_file()
+    settings = load_settings(None, environ={"MANTLET_PORT": "9999", "MANTLET_POLICY": "strict"})
+    assert (settings.port, settings.policy) == (9999, "strict")
+    overridden = load_settings(None, environ={"MANTLET_PORT": "9999"}, overrides={"port": 7})
+    assert overridden.port == 7
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(None, environ={"MANTLET_PORT": "not-a-port"})

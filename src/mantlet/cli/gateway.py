@@ -14,6 +14,9 @@ from mantlet.cli._common import guarded, print_json, stderr, stdout
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Gateway settings YAML (default: embedded).")
 ]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="State directory (default .mantlet).")
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 keys_app = typer.Typer(
@@ -21,18 +24,19 @@ keys_app = typer.Typer(
 )
 
 
-def _store(config: Path | None) -> Any:
+def _store(config: Path | None, data_dir: Path | None) -> Any:
     from mantlet.gateway.app import server_secret
     from mantlet.gateway.keys import KeyStore
     from mantlet.gateway.settings import load_settings
 
-    settings = load_settings(config)
+    settings = load_settings(config, overrides={"data_dir": data_dir})
     return KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
 
 
 @guarded
 def serve(
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
@@ -43,11 +47,7 @@ def serve(
     from mantlet.gateway.app import bootstrap_admin_key, create_app
     from mantlet.gateway.settings import load_settings
 
-    settings = load_settings(config)
-    if host:
-        settings = settings.model_copy(update={"host": host})
-    if port:
-        settings = settings.model_copy(update={"port": port})
+    settings = load_settings(config, overrides={"data_dir": data_dir, "host": host, "port": port})
     app = create_app(settings)
     admin_key = bootstrap_admin_key(app.state.gateway.keys)
     if admin_key:
@@ -73,11 +73,12 @@ def create(
     ] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after N days.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key; the full key is printed once and never stored."""
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    key, info = _store(config).create(
+    key, info = _store(config, data_dir).create(
         tenant=tenant, role=role, name=name, models=model or None, expires_at=expires
     )
     if as_json:
@@ -91,10 +92,11 @@ def create(
 def list_keys(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List keys (ids and metadata, never secrets)."""
-    infos = _store(config).list(tenant=tenant)
+    infos = _store(config, data_dir).list(tenant=tenant)
     if as_json:
         print_json([i.to_dict() for i in infos])
         return
@@ -117,9 +119,10 @@ def list_keys(
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (the part after 'mk-').")],
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Revoke a key; takes effect on the next request."""
-    _store(config).revoke(key_id)
+    _store(config, data_dir).revoke(key_id)
     stdout.print(f"revoked {key_id}")
 
 
@@ -128,10 +131,11 @@ def revoke(
 def rotate(
     key_id: Annotated[str, typer.Argument(help="The key id to replace.")],
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a new key with the same tenant, role and models; revoke the old one."""
-    key, info = _store(config).rotate(key_id)
+    key, info = _store(config, data_dir).rotate(key_id)
     if as_json:
         print_json({"key": key, **info.to_dict()})
     else:

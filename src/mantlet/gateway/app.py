@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from mantlet.core.types import Action, Verdict
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
+from mantlet.gateway.metrics import Metrics
 from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
@@ -53,8 +54,19 @@ class Gateway:
     providers: dict[str, Provider]
     quotas: Quotas
     tokens: TokenVerifier | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     routes: dict[str, list[str]] = field(default_factory=dict)
     upstream_models: dict[str, str] = field(default_factory=dict)
+
+    async def check_input(self, content: Any, tenant: str) -> Verdict:
+        verdict = await self.shield.acheck_input(content, tenant=tenant)
+        self.metrics.observe_verdict(verdict)
+        return verdict
+
+    async def check_output(self, content: Any, tenant: str) -> Verdict:
+        verdict = await self.shield.acheck_output(content, tenant=tenant)
+        self.metrics.observe_verdict(verdict)
+        return verdict
 
     def authorize(self, request: Request, permission: str) -> Principal:
         header = request.headers.get("authorization", "")
@@ -148,6 +160,12 @@ def create_app(
         except Exception:  # noqa: BLE001 - a bug must still answer in OpenAI's shape
             response = error_response(500, "internal error", "internal_error")
         total_ms = (time.perf_counter() - started) * 1000
+        route = request.scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        gateway.metrics.requests.labels(label, str(response.status_code)).inc()
+        gateway.metrics.latency.labels(label).observe(total_ms / 1000)
+        if response.status_code == 429:
+            gateway.metrics.limit_rejections.inc()
         response.headers["x-request-id"] = request.state.request_id
         response.headers["x-mantlet-overhead-ms"] = f"{total_ms - request.state.upstream_ms:.2f}"
         return response
@@ -155,6 +173,20 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """Ready when the key store answers (the shield was built at start-up)."""
+        try:
+            gateway.keys.list(tenant="__readyz__")
+        except Exception:  # noqa: BLE001 - any storage failure means not ready
+            return error_response(503, "key store unavailable", "not_ready")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        gateway.authorize(request, "audit:read")
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -266,7 +298,7 @@ def create_app(
             raise GatewayError(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
-        verdict_in = await gateway.shield.acheck_input(messages, tenant=principal.tenant)
+        verdict_in = await gateway.check_input(messages, tenant=principal.tenant)
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
         upstream_body = {**body, "messages": verdict_in.sanitized_messages}
@@ -353,6 +385,7 @@ async def _call_upstreams(
             answer = await gateway.providers[name].send(endpoint, {**body, "stream": False})
         except ProviderError as exc:
             failures.append(str(exc))
+            gateway.metrics.upstream_errors.labels(name).inc()
             continue
         if not isinstance(answer.get(expected), list):
             failures.append(f"upstream {name!r} sent no {expected}")
@@ -364,7 +397,7 @@ async def _call_upstreams(
 async def _guard_texts(gateway: Gateway, texts: list[str], tenant: str) -> tuple[list[str], Action]:
     """Input check for plain prompts: each is scanned as a user message."""
     messages = [{"role": "user", "content": text} for text in texts]
-    verdict = await gateway.shield.acheck_input(messages, tenant=tenant)
+    verdict = await gateway.check_input(messages, tenant=tenant)
     if verdict.blocked:
         raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
     sanitized = [str(m["content"]) for m in verdict.sanitized_messages or messages]
@@ -379,7 +412,7 @@ async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) 
         if not isinstance(choice, dict):
             continue
         if isinstance(choice.get("text"), str):
-            verdict = await gateway.shield.acheck_output(choice["text"], tenant=tenant)
+            verdict = await gateway.check_output(choice["text"], tenant=tenant)
             if verdict.blocked:
                 choice["text"], choice["finish_reason"] = BLOCKED_NOTICE, "content_filter"
             elif verdict.sanitized_text is not None:
@@ -387,7 +420,7 @@ async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) 
         elif isinstance(choice.get("message"), dict):
             message = choice["message"]
             message.setdefault("role", "assistant")
-            verdict = await gateway.shield.acheck_output([message], tenant=tenant)
+            verdict = await gateway.check_output([message], tenant=tenant)
             if verdict.blocked:
                 choice["message"] = {"role": "assistant", "content": BLOCKED_NOTICE}
                 choice["finish_reason"] = "content_filter"

@@ -50,7 +50,9 @@ class GatewayError(MantletError):
         self.headers = headers or {}
 
 
-def error_body(status: int, message: str, code: str | None, param: str | None = None) -> Any:
+def error_body(
+    status: int, message: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
     return {
         "error": {
             "message": message,
@@ -67,7 +69,7 @@ def error_response(
     code: str | None,
     param: str | None = None,
     headers: dict[str, str] | None = None,
-) -> Any:
+) -> JSONResponse:
     return JSONResponse(
         error_body(status, message, code, param), status_code=status, headers=headers
     )

@@ -3,8 +3,10 @@ embedded default so `mantlet serve` runs with no file at all."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -101,21 +103,44 @@ class GatewaySettings(BaseModel):
         return self.database_url or f"sqlite:///{self.data_dir / 'mantlet.db'}"
 
 
-def load_settings(path: Path | None) -> GatewaySettings:
-    if path is None:
-        return GatewaySettings()
-    try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read gateway settings {path}: {type(exc).__name__}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"gateway settings {path} are not valid YAML{where}") from None
+# Top-level settings that MANTLET_<NAME> environment variables override.
+_ENV_OVERRIDES = ("host", "port", "data_dir", "database_url", "policy", "max_body_bytes")
+
+
+def load_settings(
+    path: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewaySettings:
+    """Embedded defaults ← the YAML file ← ``MANTLET_*`` variables ← ``overrides``
+    (command-line options), validated once at the end."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text("utf-8")) or {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"cannot read gateway settings {path}: {type(exc).__name__}"
+            ) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"gateway settings {path} are not valid YAML{where}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"gateway settings {path} must be a mapping")
+        data = loaded
+    env = os.environ if environ is None else environ
+    for name in _ENV_OVERRIDES:
+        value = env.get(f"MANTLET_{name.upper()}")
+        if value:
+            data[name] = value
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return GatewaySettings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
         )
-        raise ConfigError(f"invalid gateway settings {path}: {problems}") from None
+        raise ConfigError(f"invalid gateway settings {source}: {problems}") from None
