@@ -1,0 +1,144 @@
+"""The real thing on loopback: uvicorn serving the gateway, a fake upstream
+that is itself a real HTTP server, and the official openai SDK as the client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from mantlet.gateway import GatewaySettings, create_app
+from mantlet.gateway.keys import KeyStore
+
+AWS_KEY_ID = "AKIA" + "Q3EGRIMNDTZ4PVBX"  # shaped like a key id; not a real one
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def fake_upstream() -> FastAPI:
+    """An OpenAI-compatible model that leaks a key id in every answer."""
+    upstream = FastAPI()
+
+    @upstream.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        last = body["messages"][-1]["content"]
+        content = f"You said: {last}. Also, the deploy key id is {AWS_KEY_ID}."
+        return {
+            "id": "chatcmpl-up",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17},
+        }
+
+    return upstream
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    with LiveServer(fake_upstream()) as upstream:
+        settings = GatewaySettings.model_validate(
+            {
+                "data_dir": str(tmp_path_factory.mktemp("state")),
+                "upstreams": [{"name": "up", "kind": "openai", "base_url": upstream.url}],
+                "routes": [{"model": "small", "upstreams": ["up"]}],
+            }
+        )
+        app = create_app(settings)
+        keys: KeyStore = app.state.gateway.keys
+        credentials = {
+            "app": keys.create(tenant="acme", role="app")[0],
+            "auditor": keys.create(tenant="acme", role="auditor")[0],
+            "other_tenant": keys.create(tenant="globex", role="app")[0],
+        }
+        revoked, info = keys.create(tenant="acme", role="app")
+        keys.revoke(info.key_id)
+        credentials["revoked"] = revoked
+        with LiveServer(app) as gateway:
+            yield gateway.url, credentials
+
+
+def client(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=url, max_retries=0)
+
+
+def test_sdk_chat_non_streaming_and_streaming_through_the_real_server(
+    live: tuple[str, dict[str, str]],
+) -> None:
+    url, keys = live
+    sdk = client(url, keys["app"])
+    answer = sdk.chat.completions.create(
+        model="small", messages=[{"role": "user", "content": "my password=Tr0ub4dor&3, ok?"}]
+    )
+    text = answer.choices[0].message.content or ""
+    assert "Tr0ub4dor&3" not in text  # redacted before the upstream saw it
+    assert "<PASSWORD_1>" in text
+    assert AWS_KEY_ID not in text  # redacted on the way out
+    stream = sdk.chat.completions.create(
+        model="small", messages=[{"role": "user", "content": "hello there friend"}], stream=True
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert streamed.startswith("You said: hello there friend.")
+    assert AWS_KEY_ID not in streamed
+
+
+def test_real_server_refuses_bad_credentials_on_every_route(
+    live: tuple[str, dict[str, str]],
+) -> None:
+    url, keys = live
+    for key in ("mk-nothing-here", keys["revoked"], "not-even-a-key"):
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key).models.list()
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key).chat.completions.create(
+                model="small", messages=[{"role": "user", "content": "hi"}]
+            )
+    with pytest.raises(openai.PermissionDeniedError):
+        client(url, keys["auditor"]).chat.completions.create(
+            model="small", messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(openai.PermissionDeniedError):
+        client(url, keys["other_tenant"]).get("/admin/keys", cast_to=object)
