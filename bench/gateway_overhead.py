@@ -1,0 +1,265 @@
+"""Gateway overhead: requests/s and p50/p95/p99 latency at concurrency 1, 16
+and 64 for (a) a fast fake upstream called directly, (b) the same upstream
+through Mantlet (API-key auth, rate limits, the balanced profile's input and
+output detectors), and (c) through the LiteLLM proxy with a master key, when
+`--litellm` is given (installed into its own venv under .mantlet/bench/).
+
+Every server runs in its own process on loopback; the load generator is an
+asyncio httpx client. On a 2-core machine the client, the gateway and the
+upstream share the CPUs, so absolute figures are pessimistic; compare rows.
+
+    python bench/gateway_overhead.py [--requests 400] [--litellm] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROMPT = "Please summarise the attached meeting notes in three short bullet points for the team."
+UPSTREAM_APP = """
+import json
+BODY = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant",
+    "content": "Here are three bullet points about the meeting."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}}).encode()
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": BODY})
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def load(url: str, key: str | None, concurrency: int, total: int) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": "bench", "messages": [{"role": "user", "content": PROMPT}]}
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in queue:
+                started = time.perf_counter()
+                response = await client.post(url, json=body, headers=headers)
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += response.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "errors": errors,
+    }
+
+
+def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def litellm_python(base: Path) -> Path:
+    folder = base / "litellm-venv"
+    python = folder / "bin" / "python"
+    if not python.exists():
+        venv.create(folder, with_pip=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "litellm[proxy]"], check=True
+        )
+    return python
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--litellm", action="store_true", help="also measure the LiteLLM proxy")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="mantlet-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        (work / "fake_upstream.py").write_text(UPSTREAM_APP)
+        up_port = free_port()
+        processes.append(
+            start(
+                [
+                    str(BIN / "python"),
+                    "-m",
+                    "uvicorn",
+                    "fake_upstream:app",
+                    "--port",
+                    str(up_port),
+                    "--log-level",
+                    "error",
+                    "--app-dir",
+                    str(work),
+                ]
+            )
+        )
+        upstream = f"http://127.0.0.1:{up_port}/v1"
+        wait_ready(f"http://127.0.0.1:{up_port}/")
+
+        config = work / "gateway.yaml"
+        config.write_text(
+            json.dumps(
+                {
+                    "upstreams": [
+                        {"name": "fake", "kind": "openai", "base_url": upstream, "retries": 0}
+                    ],
+                    "routes": [{"model": "bench", "upstreams": ["fake"]}],
+                    "quotas": {"requests_per_key": "1000000/minute"},
+                }
+            )
+        )
+        data = work / "state"
+        created = subprocess.run(
+            [str(BIN / "mantlet"), "keys", "create", "--data-dir", str(data), "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        key = json.loads(created.stdout)["key"]
+        gw_port = free_port()
+        processes.append(
+            start(
+                [
+                    str(BIN / "mantlet"),
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--data-dir",
+                    str(data),
+                    "--port",
+                    str(gw_port),
+                ]
+            )
+        )
+        wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
+        targets: dict[str, tuple[str, str | None]] = {
+            "direct": (f"{upstream}/chat/completions", None),
+            "mantlet": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", key),
+        }
+        if args.litellm:
+            python = litellm_python(ROOT / ".mantlet" / "bench")
+            lite_config = work / "litellm.yaml"
+            lite_config.write_text(
+                json.dumps(
+                    {
+                        "model_list": [
+                            {
+                                "model_name": "bench",
+                                "litellm_params": {
+                                    "model": "openai/bench",
+                                    "api_base": upstream,
+                                    "api_key": "none",
+                                },
+                            }
+                        ],
+                        "general_settings": {"master_key": "sk-bench-master"},
+                    }
+                )
+            )
+            lite_port = free_port()
+            processes.append(
+                start(
+                    [
+                        str(python.parent / "litellm"),
+                        "--config",
+                        str(lite_config),
+                        "--port",
+                        str(lite_port),
+                        "--num_workers",
+                        "1",
+                    ],
+                    # The cost map is fetched from GitHub unless told otherwise.
+                    env={"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                )
+            )
+            wait_ready(f"http://127.0.0.1:{lite_port}/health/liveliness", timeout=180)
+            targets["litellm"] = (
+                f"http://127.0.0.1:{lite_port}/v1/chat/completions",
+                "sk-bench-master",
+            )
+
+        report: dict[str, dict[str, Any]] = {}
+        for name, (url, credential) in targets.items():
+            asyncio.run(load(url, credential, 4, 40))  # warm up
+            report[name] = {
+                str(c): asyncio.run(load(url, credential, c, args.requests)) for c in (1, 16, 64)
+            }
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=20)
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"{'target':10s} {'conc':>5s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
+        f"{'p99 ms':>8s} {'errors':>6s}"
+    )
+    for name, rows in report.items():
+        for concurrency, row in rows.items():
+            print(
+                f"{name:10s} {concurrency:>5s} {row['rps']:8.1f} {row['p50_ms']:8.2f} "
+                f"{row['p95_ms']:8.2f} {row['p99_ms']:8.2f} {row['errors']:6.0f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
