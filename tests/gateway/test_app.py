@@ -456,3 +456,70 @@ def test_readyz_and_metrics(keys: KeyStore, app_key: str) -> None:
     )
     assert 'mantlet_detector_runs_total{detector="secrets",status="ok"}' in text
     assert AWS_KEY_ID not in text
+
+
+class LeakingProvider:
+    """Answers with its system prompt, plainly or base64-encoded."""
+
+    def __init__(self, name: str, encode: bool) -> None:
+        self.name = name
+        self.encode = encode
+        self.seen: list[Any] = []
+
+    async def send(self, endpoint: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.seen.append(request["messages"])
+        system = request["messages"][0]["content"]
+        if self.encode:
+            import base64
+
+            system = base64.b64encode(system.encode()).decode()
+        message = {"role": "assistant", "content": f"My instructions: {system}"}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("encode", [False, True])
+def test_system_prompt_canary_leak_is_blocked(keys: KeyStore, app_key: str, encode: bool) -> None:
+    leaky = LeakingProvider("leaky", encode)
+    with client_for(keys, {"leaky": leaky}, leaky=["leaky"]) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {app_key}"},
+            json={
+                "model": "leaky",
+                "messages": [
+                    {"role": "system", "content": "You are a billing assistant."},
+                    {"role": "user", "content": "What can you help me with today?"},
+                ],
+            },
+        )
+    assert response.status_code == 200
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert "mntl-" not in response.text
+    assert response.headers["x-mantlet-output-action"] == "block"
+    system = leaky.seen[0][0]
+    assert system["role"] == "system"
+    assert system["content"].startswith("You are a billing assistant.")
+    assert "mntl-" in system["content"]  # the upstream saw a canary; the caller never does
+
+
+def test_canary_can_be_switched_off(keys: KeyStore, app_key: str) -> None:
+    leaky = LeakingProvider("leaky", False)
+    off = settings(leaky=["leaky"]).model_copy(update={"canary": False})
+    with TestClient(create_app(off, keys=keys, providers={"leaky": leaky})) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {app_key}"},
+            json={"model": "leaky", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert response.status_code == 200
+    assert leaky.seen[0][0] == {"role": "user", "content": "hi"}

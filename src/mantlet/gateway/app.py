@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from mantlet.core.types import Action, Verdict
+from mantlet.detectors.canary import canary_instruction, make_canary
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
@@ -63,8 +64,10 @@ class Gateway:
         self.metrics.observe_verdict(verdict)
         return verdict
 
-    async def check_output(self, content: Any, tenant: str) -> Verdict:
-        verdict = await self.shield.acheck_output(content, tenant=tenant)
+    async def check_output(
+        self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
+    ) -> Verdict:
+        verdict = await self.shield.acheck_output(content, tenant=tenant, metadata=metadata)
         self.metrics.observe_verdict(verdict)
         return verdict
 
@@ -301,9 +304,15 @@ def create_app(
         verdict_in = await gateway.check_input(messages, tenant=principal.tenant)
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
-        upstream_body = {**body, "messages": verdict_in.sanitized_messages}
+        sanitized = list(verdict_in.sanitized_messages or messages)
+        metadata: dict[str, Any] = {}
+        if settings.canary:
+            canary = make_canary()
+            sanitized = _with_canary(sanitized, canary)
+            metadata["canaries"] = [canary]
+        upstream_body = {**body, "messages": sanitized}
         answer = await forward(request, principal, "chat/completions", model, upstream_body)
-        verdict_out = await _guard_choices(gateway, answer, principal.tenant)
+        verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
         return reply(answer, stream, (verdict_in.action, verdict_out))
 
     @app.post("/v1/completions")
@@ -404,7 +413,12 @@ async def _guard_texts(gateway: Gateway, texts: list[str], tenant: str) -> tuple
     return sanitized, verdict.action
 
 
-async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) -> Action:
+async def _guard_choices(
+    gateway: Gateway,
+    answer: dict[str, Any],
+    tenant: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> Action:
     """Output check of every choice (chat message or completion text); redact
     or replace it in place."""
     worst = Action.ALLOW
@@ -412,7 +426,7 @@ async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) 
         if not isinstance(choice, dict):
             continue
         if isinstance(choice.get("text"), str):
-            verdict = await gateway.check_output(choice["text"], tenant=tenant)
+            verdict = await gateway.check_output(choice["text"], tenant, metadata)
             if verdict.blocked:
                 choice["text"], choice["finish_reason"] = BLOCKED_NOTICE, "content_filter"
             elif verdict.sanitized_text is not None:
@@ -420,7 +434,7 @@ async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) 
         elif isinstance(choice.get("message"), dict):
             message = choice["message"]
             message.setdefault("role", "assistant")
-            verdict = await gateway.check_output([message], tenant=tenant)
+            verdict = await gateway.check_output([message], tenant, metadata)
             if verdict.blocked:
                 choice["message"] = {"role": "assistant", "content": BLOCKED_NOTICE}
                 choice["finish_reason"] = "content_filter"
@@ -430,6 +444,16 @@ async def _guard_choices(gateway: Gateway, answer: dict[str, Any], tenant: str) 
             continue
         worst = Action.most_severe([worst, verdict.action])
     return worst
+
+
+def _with_canary(messages: list[dict[str, Any]], canary: str) -> list[dict[str, Any]]:
+    """The request's messages with the canary sentence in the system prompt
+    (appended to a leading string system message, or as a new first one)."""
+    instruction = canary_instruction(canary)
+    first = messages[0] if messages else {}
+    if first.get("role") in ("system", "developer") and isinstance(first.get("content"), str):
+        return [{**first, "content": f"{first['content']}\n\n{instruction}"}, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
 
 
 def _blocked_message(what: str, verdict: Verdict) -> str:

@@ -80,6 +80,11 @@ class GatewaySettings(BaseModel):
     database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
     policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
     max_body_bytes: int = Field(1_000_000, gt=0)
+    canary: bool = Field(
+        True,
+        description="Add a random canary to each chat request's system prompt; an answer"
+        " that contains it (or an encoding of it) is a system-prompt leak.",
+    )
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(

@@ -15,8 +15,9 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mantlet.core.types import Detector, DetectorReport, Finding, RunStatus, ScanContext, Side
 from mantlet.errors import MantletError
@@ -33,6 +34,7 @@ class Job:
     timeout_s: float
     side: Side
     tenant: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -72,7 +74,13 @@ def run_job(job: Job) -> Outcome:
         for part in job.parts:
             if not part.text:
                 continue
-            context = ScanContext(side=job.side, part=part.kind, role=part.role, tenant=job.tenant)
+            context = ScanContext(
+                side=job.side,
+                part=part.kind,
+                role=part.role,
+                tenant=job.tenant,
+                metadata=job.metadata,
+            )
             raw = job.detector.detect(part.text, context)
             findings.extend(_checked(raw, job.name, part.text, part.location))
     except Exception as exc:  # noqa: BLE001 - any failure must become a recorded verdict

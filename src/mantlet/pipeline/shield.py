@@ -84,12 +84,21 @@ class Shield:
         *,
         documents: Sequence[str] | None = None,
         tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Verdict:
-        plan = self._plan(content, documents, Side.INPUT, tenant)
+        plan = self._plan(content, documents, Side.INPUT, tenant, metadata)
         return self._assemble(plan, run_sync(self._executor, plan.jobs))
 
-    def check_output(self, content: Content, *, tenant: str | None = None) -> Verdict:
-        plan = self._plan(content, None, Side.OUTPUT, tenant)
+    def check_output(
+        self,
+        content: Content,
+        *,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Verdict:
+        """``metadata`` reaches every detector's ScanContext (e.g. the request's
+        system-prompt canaries for the canary detector)."""
+        plan = self._plan(content, None, Side.OUTPUT, tenant, metadata)
         return self._assemble(plan, run_sync(self._executor, plan.jobs))
 
     async def acheck_input(
@@ -98,12 +107,19 @@ class Shield:
         *,
         documents: Sequence[str] | None = None,
         tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Verdict:
-        plan = self._plan(content, documents, Side.INPUT, tenant)
+        plan = self._plan(content, documents, Side.INPUT, tenant, metadata)
         return self._assemble(plan, await run_async(self._executor, plan.jobs))
 
-    async def acheck_output(self, content: Content, *, tenant: str | None = None) -> Verdict:
-        plan = self._plan(content, None, Side.OUTPUT, tenant)
+    async def acheck_output(
+        self,
+        content: Content,
+        *,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Verdict:
+        plan = self._plan(content, None, Side.OUTPUT, tenant, metadata)
         return self._assemble(plan, await run_async(self._executor, plan.jobs))
 
     def close(self) -> None:
@@ -128,6 +144,7 @@ class Shield:
         documents: Sequence[str] | None,
         side: Side,
         tenant: str | None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> _Plan:
         started = time.perf_counter()
         messages: Sequence[Mapping[str, Any]] | None = None
@@ -153,7 +170,8 @@ class Shield:
                     DetectorReport(name, RunStatus.SKIPPED, reason=f"not an {side.value} detector")
                 )
                 continue
-            jobs.append(Job(name, detector, parts, self.policy.timeout_for(name), side, tenant))
+            timeout = self.policy.timeout_for(name)
+            jobs.append(Job(name, detector, parts, timeout, side, tenant, dict(metadata or {})))
         return _Plan(side, parts, jobs, skipped, messages, bool(documents), started)
 
     def _assemble(self, plan: _Plan, outcomes: list[Outcome]) -> Verdict:
