@@ -523,3 +523,44 @@ def test_canary_can_be_switched_off(keys: KeyStore, app_key: str) -> None:
         )
     assert response.status_code == 200
     assert leaky.seen[0][0] == {"role": "user", "content": "hi"}
+
+
+def test_access_log_has_identifiers_and_no_content(
+    keys: KeyStore, app_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="mantlet.gateway.access"), client_for(keys) as client:
+        chat(client, app_key, f"my key id is {AWS_KEY_ID}")
+    (record,) = [json.loads(r.getMessage()) for r in caplog.records]
+    assert record["route"] == "/v1/chat/completions"
+    assert record["status"] == 200
+    assert record["tenant"] == "acme"
+    assert record["input_action"] == "redact"
+    assert record["key_id"] in app_key
+    assert AWS_KEY_ID not in caplog.text
+    assert app_key not in caplog.text
+
+
+def test_message_count_and_concurrency_limits(keys: KeyStore, app_key: str) -> None:
+    few = settings().model_copy(update={"max_messages": 2})
+    messages = [{"role": "user", "content": "x"}] * 3
+    with TestClient(create_app(few, keys=keys)) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {app_key}"},
+            json={"model": "echo", "messages": messages},
+        )
+    assert_openai_error(response, 400, "too_many_items")
+
+    from mantlet.gateway.errors import GatewayError
+    from mantlet.gateway.keys import Principal
+    from mantlet.gateway.quotas import Quotas
+
+    quotas = Quotas(requests=None, concurrent=2)
+    principal = Principal(key_id="k", tenant="t", role="app", models=None)
+    quotas.enter(principal)
+    quotas.enter(principal)
+    with pytest.raises(GatewayError) as refused:
+        quotas.enter(principal)
+    assert refused.value.status == 429
+    quotas.leave(principal)
+    quotas.enter(principal)  # a slot freed up

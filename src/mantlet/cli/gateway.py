@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +49,13 @@ def serve(
     from mantlet.gateway.settings import load_settings
 
     settings = load_settings(config, overrides={"data_dir": data_dir, "host": host, "port": port})
+    # Access log: one JSON line per request on stderr (no bodies, no keys).
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("mantlet.gateway.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
     app = create_app(settings)
     admin_key = bootstrap_admin_key(app.state.gateway.keys)
     if admin_key:

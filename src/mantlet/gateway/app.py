@@ -12,6 +12,7 @@ leaves, so no unscanned token reaches the caller.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -43,6 +44,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "app": frozenset({"chat", "models"}),
 }
 BLOCKED_NOTICE = "[blocked by Mantlet policy]"
+access_log = logging.getLogger("mantlet.gateway.access")
 
 
 @dataclass
@@ -135,6 +137,7 @@ def create_app(
             requests=settings.quotas.requests_per_key,
             requests_by_role=settings.quotas.requests_per_key_by_role,
             tenant_tokens=settings.quotas.tokens_per_tenant,
+            concurrent=settings.quotas.concurrent_per_key,
         ),
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
@@ -162,6 +165,9 @@ def create_app(
             response = await call_next(request)
         except Exception:  # noqa: BLE001 - a bug must still answer in OpenAI's shape
             response = error_response(500, "internal error", "internal_error")
+        finally:
+            if getattr(request.state, "in_flight", False):
+                gateway.quotas.leave(request.state.principal)
         total_ms = (time.perf_counter() - started) * 1000
         route = request.scope.get("route")
         label = getattr(route, "path", "unmatched")
@@ -169,8 +175,28 @@ def create_app(
         gateway.metrics.latency.labels(label).observe(total_ms / 1000)
         if response.status_code == 429:
             gateway.metrics.limit_rejections.inc()
+        overhead_ms = total_ms - request.state.upstream_ms
         response.headers["x-request-id"] = request.state.request_id
-        response.headers["x-mantlet-overhead-ms"] = f"{total_ms - request.state.upstream_ms:.2f}"
+        response.headers["x-mantlet-overhead-ms"] = f"{overhead_ms:.2f}"
+        principal = getattr(request.state, "principal", None)
+        # One JSON line per request: identifiers, outcome and timings, never content.
+        access_log.info(
+            json.dumps(
+                {
+                    "event": "request",
+                    "request_id": request.state.request_id,
+                    "method": request.method,
+                    "route": label,
+                    "status": response.status_code,
+                    "key_id": principal.key_id if principal else None,
+                    "tenant": principal.tenant if principal else None,
+                    "input_action": response.headers.get("x-mantlet-input-action"),
+                    "output_action": response.headers.get("x-mantlet-output-action"),
+                    "latency_ms": round(total_ms, 2),
+                    "overhead_ms": round(overhead_ms, 2),
+                }
+            )
+        )
         return response
 
     @app.get("/healthz")
@@ -253,6 +279,8 @@ def create_app(
         against quotas, read the bounded body, check model and stream."""
         principal = gateway.authorize(request, "chat")
         gateway.quotas.admit(principal)
+        gateway.quotas.enter(principal)
+        request.state.in_flight = True
         body = await _read_json(request, settings.max_body_bytes)
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -301,6 +329,7 @@ def create_app(
             raise GatewayError(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
+        _check_count(messages, settings.max_messages, "messages")
         verdict_in = await gateway.check_input(messages, tenant=principal.tenant)
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
@@ -328,6 +357,7 @@ def create_app(
             raise GatewayError(
                 400, "'prompt' must be a string or a list of strings", "invalid_request", "prompt"
             )
+        _check_count(prompts, settings.max_messages, "prompt")
         sanitized, action_in = await _guard_texts(gateway, prompts, principal.tenant)
         upstream_body = {**body, "prompt": sanitized[0] if isinstance(prompt, str) else sanitized}
         answer = await forward(request, principal, "completions", model, upstream_body)
@@ -348,6 +378,7 @@ def create_app(
             raise GatewayError(
                 400, "'input' must be a string or a list of strings", "invalid_request", "input"
             )
+        _check_count(inputs, settings.max_messages, "input")
         sanitized, action_in = await _guard_texts(gateway, inputs, principal.tenant)
         upstream_body = {**body, "input": sanitized[0] if isinstance(raw, str) else sanitized}
         answer = await forward(request, principal, "embeddings", model, upstream_body)
@@ -444,6 +475,13 @@ async def _guard_choices(
             continue
         worst = Action.most_severe([worst, verdict.action])
     return worst
+
+
+def _check_count(items: list[Any], limit: int, param: str) -> None:
+    if len(items) > limit:
+        raise GatewayError(
+            400, f"'{param}' has {len(items)} items; the limit is {limit}", "too_many_items", param
+        )
 
 
 def _with_canary(messages: list[dict[str, Any]], canary: str) -> list[dict[str, Any]]:

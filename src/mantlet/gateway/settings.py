@@ -48,6 +48,9 @@ class QuotaSettings(BaseModel):
     requests_per_key: str | None = Field("600/minute", description="Default per API key.")
     requests_per_key_by_role: dict[str, str] = Field(default_factory=dict)
     tokens_per_tenant: str | None = Field(None, description="Token budget, e.g. 1000000/day.")
+    concurrent_per_key: int | None = Field(
+        64, gt=0, description="In-flight requests per key (counted per gateway process)."
+    )
 
 
 class OIDCSettings(BaseModel):
@@ -80,6 +83,7 @@ class GatewaySettings(BaseModel):
     database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
     policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
     max_body_bytes: int = Field(1_000_000, gt=0)
+    max_messages: int = Field(512, gt=0, description="Messages (or prompts, inputs) per request.")
     canary: bool = Field(
         True,
         description="Add a random canary to each chat request's system prompt; an answer"
@@ -109,7 +113,15 @@ class GatewaySettings(BaseModel):
 
 
 # Top-level settings that MANTLET_<NAME> environment variables override.
-_ENV_OVERRIDES = ("host", "port", "data_dir", "database_url", "policy", "max_body_bytes")
+_ENV_OVERRIDES = (
+    "host",
+    "port",
+    "data_dir",
+    "database_url",
+    "policy",
+    "max_body_bytes",
+    "max_messages",
+)
 
 
 def load_settings(
