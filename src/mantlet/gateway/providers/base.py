@@ -34,6 +34,10 @@ def build_provider(settings: Any) -> Provider:
         from mantlet.gateway.providers.echo import EchoProvider
 
         return EchoProvider(settings.name)
+    if settings.kind == "local":
+        from mantlet.gateway.providers.local_gguf import LocalGGUFProvider
+
+        return LocalGGUFProvider(settings)
     from mantlet.gateway.providers.openai_compatible import OpenAICompatibleProvider
 
     return OpenAICompatibleProvider(settings)
