@@ -344,22 +344,26 @@ def create_app(
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
         return reply(answer, stream, (verdict_in.action, verdict_out))
 
+    async def guarded_texts(
+        body: dict[str, Any], field: str, tenant: str
+    ) -> tuple[dict[str, Any], Action]:
+        """Validate a string-or-list-of-strings field, check it on the input
+        side and return the body with the sanitized texts in the same shape.
+        Token-id arrays cannot be scanned, so they are refused (fail closed)."""
+        raw = body.get(field)
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise GatewayError(
+                400, f"'{field}' must be a string or a list of strings", "invalid_request", field
+            )
+        _check_count(texts, settings.max_messages, field)
+        sanitized, action = await _guard_texts(gateway, texts, tenant)
+        return {**body, field: sanitized[0] if isinstance(raw, str) else sanitized}, action
+
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         principal, body, model, stream = await admit(request)
-        prompt = body.get("prompt")
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if (
-            not isinstance(prompts, list)
-            or not prompts
-            or not all(isinstance(p, str) for p in prompts)
-        ):
-            raise GatewayError(
-                400, "'prompt' must be a string or a list of strings", "invalid_request", "prompt"
-            )
-        _check_count(prompts, settings.max_messages, "prompt")
-        sanitized, action_in = await _guard_texts(gateway, prompts, principal.tenant)
-        upstream_body = {**body, "prompt": sanitized[0] if isinstance(prompt, str) else sanitized}
+        upstream_body, action_in = await guarded_texts(body, "prompt", principal.tenant)
         answer = await forward(request, principal, "completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant)
         return reply(answer, stream, (action_in, verdict_out))
@@ -367,20 +371,7 @@ def create_app(
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         principal, body, model, _ = await admit(request)
-        raw = body.get("input")
-        inputs = [raw] if isinstance(raw, str) else raw
-        if (
-            not isinstance(inputs, list)
-            or not inputs
-            or not all(isinstance(i, str) for i in inputs)
-        ):
-            # Token-id arrays cannot be scanned, so they are refused (fail closed).
-            raise GatewayError(
-                400, "'input' must be a string or a list of strings", "invalid_request", "input"
-            )
-        _check_count(inputs, settings.max_messages, "input")
-        sanitized, action_in = await _guard_texts(gateway, inputs, principal.tenant)
-        upstream_body = {**body, "input": sanitized[0] if isinstance(raw, str) else sanitized}
+        upstream_body, action_in = await guarded_texts(body, "input", principal.tenant)
         answer = await forward(request, principal, "embeddings", model, upstream_body)
         return reply(answer, False, (action_in, Action.ALLOW))
 
