@@ -11,6 +11,9 @@ leaves, so no unscanned token reaches the caller.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -18,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +30,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from mantlet.audit import merkle
 from mantlet.core.types import Action, Verdict
 from mantlet.detectors.canary import canary_instruction, make_canary
+from mantlet.gateway.accountability import (
+    Accountability,
+    AuditUnavailable,
+    body_digest,
+    now_rfc3339,
+)
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
@@ -39,11 +50,18 @@ from mantlet.pipeline.shield import Shield
 
 # Roles and their permissions are data; a custom role is one more entry.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"chat", "models", "keys:manage", "audit:read"}),
+    "admin": frozenset(
+        {"chat", "models", "keys:manage", "audit:read", "audit:all-tenants", "audit:checkpoint"}
+    ),
     "auditor": frozenset({"models", "audit:read"}),
     "app": frozenset({"chat", "models"}),
 }
+# Routes that decide nothing and are not recorded in the audit log.
+_UNAUDITED = frozenset({"/healthz", "/readyz", "/.well-known/mantlet/keys.json"})
+# Each request's verdicts, collected for its audit record.
+_VERDICTS: ContextVar[list[Verdict] | None] = ContextVar("mantlet_verdicts", default=None)
 BLOCKED_NOTICE = "[blocked by Mantlet policy]"
+_AUDIT_DOWN = "audit log unavailable; request refused"
 access_log = logging.getLogger("mantlet.gateway.access")
 
 
@@ -56,6 +74,7 @@ class Gateway:
     keys: KeyStore
     providers: dict[str, Provider]
     quotas: Quotas
+    trail: Accountability
     tokens: TokenVerifier | None = None
     metrics: Metrics = field(default_factory=Metrics)
     routes: dict[str, list[str]] = field(default_factory=dict)
@@ -64,6 +83,7 @@ class Gateway:
     async def check_input(self, content: Any, tenant: str) -> Verdict:
         verdict = await self.shield.acheck_input(content, tenant=tenant)
         self.metrics.observe_verdict(verdict)
+        _note_verdict(verdict)
         return verdict
 
     async def check_output(
@@ -71,6 +91,7 @@ class Gateway:
     ) -> Verdict:
         verdict = await self.shield.acheck_output(content, tenant=tenant, metadata=metadata)
         self.metrics.observe_verdict(verdict)
+        _note_verdict(verdict)
         return verdict
 
     def authorize(self, request: Request, permission: str) -> Principal:
@@ -121,6 +142,7 @@ def create_app(
     keys: KeyStore | None = None,
     providers: Mapping[str, Provider] | None = None,
     shield: Shield | None = None,
+    accountability: Accountability | None = None,
 ) -> FastAPI:
     keys = keys or KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
     built = dict(providers) if providers is not None else {}
@@ -139,14 +161,45 @@ def create_app(
             tenant_tokens=settings.quotas.tokens_per_tenant,
             concurrent=settings.quotas.concurrent_per_key,
         ),
+        trail=accountability or Accountability.open(settings),
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
         upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
     )
 
+    trail = gateway.trail
+
+    async def publish_checkpoints(interval: float) -> None:
+        published = -1
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):  # retried next interval
+                if trail.log.head().size != published:
+                    published = (await asyncio.to_thread(trail.publish_checkpoint)).size
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Configuration changes are admin actions too: each start records
+        # the digest of the settings it runs with.
+        config = settings.model_dump(mode="json")
+        await trail.append(
+            {
+                "v": 1,
+                "type": "admin",
+                "time": now_rfc3339(),
+                "action": "config.loaded",
+                "config_sha256": body_digest(config),
+                "policy": settings.policy,
+            }
+        )
+        await asyncio.to_thread(trail.publish_checkpoint)
+        interval = settings.audit.checkpoint_interval_s
+        task = asyncio.create_task(publish_checkpoints(interval)) if interval else None
         yield
+        if task:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(trail.publish_checkpoint)
         for provider in gateway.providers.values():
             await provider.aclose()
 
@@ -159,8 +212,10 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
+        request.state.started = started
         request.state.request_id = f"req_{uuid.uuid4().hex}"
         request.state.upstream_ms = 0.0
+        _VERDICTS.set([])
         try:
             response = await call_next(request)
         except Exception:  # noqa: BLE001 - a bug must still answer in OpenAI's shape
@@ -168,9 +223,11 @@ def create_app(
         finally:
             if getattr(request.state, "in_flight", False):
                 gateway.quotas.leave(request.state.principal)
-        total_ms = (time.perf_counter() - started) * 1000
         route = request.scope.get("route")
         label = getattr(route, "path", "unmatched")
+        if label not in _UNAUDITED and not getattr(request.state, "audited", False):
+            response = await audit_plain(request, response, label)
+        total_ms = (time.perf_counter() - started) * 1000
         gateway.metrics.requests.labels(label, str(response.status_code)).inc()
         gateway.metrics.latency.labels(label).observe(total_ms / 1000)
         if response.status_code == 429:
@@ -198,6 +255,162 @@ def create_app(
             )
         )
         return response
+
+    async def audit_plain(request: Request, response: Response, label: str) -> Response:
+        """Records a request that produced no model answer (a refusal, an
+        admin action, a listing); the body is buffered to hash it. If the
+        record cannot be written the caller gets 503 instead (fail closed)."""
+        body = b""
+        iterator = getattr(response, "body_iterator", None)
+        if iterator is not None:
+            body = b"".join([bytes(chunk) async for chunk in iterator])
+        else:
+            body = bytes(response.body)
+        error = None
+        parsed: Any = None
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(body) if body else None
+        if response.status_code >= 400 and isinstance(parsed, dict):
+            error = (parsed.get("error") or {}).get("code")
+        digest = body_digest(parsed) if isinstance(parsed, dict) else body_digest(body)
+        record = _request_record(request, label, response.status_code, digest, error)
+        try:
+            request.state.audit_index = await trail.append(record)
+        except AuditUnavailable:
+            return error_response(503, _AUDIT_DOWN, "audit_unavailable")
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        headers["x-mantlet-audit-index"] = str(request.state.audit_index)
+        return Response(body, response.status_code, headers, response.media_type)
+
+    async def audit_answer(
+        request: Request,
+        principal: Principal,
+        model: str,
+        answer: dict[str, Any],
+        upstream_body: dict[str, Any],
+    ) -> dict[str, str]:
+        """Records an answered request with its manifest (and, if configured,
+        its encrypted payload) in one transaction; returns the headers."""
+        texts = _answer_texts(answer)
+        holder: dict[str, str] = {}
+        extras = []
+        if trail.provenance and texts is not None:
+            extras.append(
+                trail.manifest_writer(
+                    holder,
+                    tenant=principal.tenant,
+                    texts=texts,
+                    model=model,
+                    upstream=getattr(request.state, "upstream", None),
+                    request_id=request.state.request_id,
+                    watermark=getattr(request.state, "watermark", None),
+                )
+            )
+        payload = trail.payload_writer(
+            principal.tenant, {"request": upstream_body, "response": answer}
+        )
+        if payload is not None:
+            extras.append(payload)
+
+        def extra(conn: Any, seq: int) -> None:
+            for write in extras:
+                write(conn, seq)
+
+        record = _request_record(request, request.scope["route"].path, 200, body_digest(answer))
+        try:
+            index = await trail.append(record, extra)
+        except AuditUnavailable:
+            raise GatewayError(503, _AUDIT_DOWN, "audit_unavailable") from None
+        request.state.audited = True
+        headers = {"x-mantlet-audit-index": str(index)}
+        if "jws" in holder:
+            headers["x-mantlet-provenance"] = holder["jws"]
+        return headers
+
+    @app.get("/.well-known/mantlet/keys.json")
+    async def public_keys() -> dict[str, Any]:
+        """Public keys that verify manifests (JWKS); public by design."""
+        return {**trail.signing_key.jwks(), "checkpoint_verifier": trail.signer.verifier_key}
+
+    @app.get("/v1/provenance/{request_id}")
+    async def provenance(request: Request, request_id: str) -> dict[str, Any]:
+        principal = _authorize_any(gateway, request, ("chat", "audit:read"))
+        stored = trail.manifest(request_id)
+        if stored is None or not _may_see(principal, stored[0]):
+            raise GatewayError(404, f"no manifest for request {request_id!r}", "not_found")
+        token = stored[1]
+        payload = token.split(".")[1]
+        manifest = json.loads(_b64url_decode(payload))
+        return {"request_id": request_id, "manifest": manifest, "jws": token}
+
+    @app.get("/v1/audit/checkpoint")
+    async def audit_checkpoint(request: Request) -> dict[str, Any]:
+        gateway.authorize(request, "audit:read")
+        note = trail.log.latest_checkpoint()
+        if note is None:
+            raise GatewayError(404, "no checkpoint published yet", "not_found")
+        return {"note": note, "verifier_key": trail.signer.verifier_key}
+
+    @app.post("/v1/audit/checkpoint")
+    async def audit_publish(request: Request) -> dict[str, Any]:
+        gateway.authorize(request, "audit:checkpoint")
+        checkpoint = await asyncio.to_thread(trail.publish_checkpoint)
+        return {"note": checkpoint.note, "size": checkpoint.size}
+
+    @app.get("/v1/audit/records")
+    async def audit_records(request: Request) -> dict[str, Any]:
+        principal = gateway.authorize(request, "audit:read")
+        start = _int_param(request, "start", 0)
+        limit = min(_int_param(request, "limit", 100), 1000)
+        tenant = request.query_params.get("tenant")
+        if not _all_tenants(principal):
+            tenant = principal.tenant
+        rows = []
+        for record in trail.log.records(start=start, tenant=tenant, batch=limit):
+            rows.append({"seq": record.seq, "record": json.loads(record.body)})
+            if len(rows) >= limit:
+                break
+        return {"object": "list", "data": rows, "tree_size": trail.log.head().size}
+
+    @app.get("/v1/audit/proof/inclusion")
+    async def audit_inclusion(request: Request) -> dict[str, Any]:
+        principal = gateway.authorize(request, "audit:read")
+        index = _int_param(request, "index", None)
+        size = _int_param(request, "size", trail.log.head().size)
+        record = trail.log.record(index)
+        if record is None or not _may_see(principal, record.tenant):
+            raise GatewayError(404, f"no record {index}", "not_found")
+        try:
+            path = trail.log.inclusion_proof(index, size)
+            root = trail.log.root(size)
+        except merkle.ProofError as exc:
+            raise GatewayError(400, str(exc), "invalid_request") from None
+        return {
+            "index": index,
+            "tree_size": size,
+            "leaf_hash": record.leaf_hash.hex(),
+            "root": root.hex(),
+            "path": [p.hex() for p in path],
+            "record": json.loads(record.body),
+        }
+
+    @app.get("/v1/audit/proof/consistency")
+    async def audit_consistency(request: Request) -> dict[str, Any]:
+        gateway.authorize(request, "audit:read")
+        first = _int_param(request, "first", None)
+        second = _int_param(request, "second", trail.log.head().size)
+        try:
+            proof = trail.log.consistency_proof(first, second)
+            roots = trail.log.root(first), trail.log.root(second)
+        except merkle.ProofError as exc:
+            raise GatewayError(400, str(exc), "invalid_request") from None
+        return {
+            "first": first,
+            "second": second,
+            "first_root": roots[0].hex(),
+            "second_root": roots[1].hex(),
+            "proof": [p.hex() for p in proof],
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -260,18 +473,27 @@ def create_app(
             )
         except ValueError as exc:
             raise GatewayError(400, str(exc), "invalid_request") from None
+        request.state.admin_action = {
+            "action": "keys.create",
+            "key_id": info.key_id,
+            "key_tenant": tenant,
+            "key_role": role,
+        }
         return JSONResponse({"key": key, **info.to_dict()}, status_code=201)
 
     @app.post("/v1/admin/keys/{key_id}/revoke")
     async def admin_revoke_key(request: Request, key_id: str) -> dict[str, Any]:
         gateway.authorize(request, "keys:manage")
+        request.state.admin_action = {"action": "keys.revoke", "key_id": key_id}
         gateway.keys.revoke(key_id)
         return {"key_id": key_id, "revoked": True}
 
     @app.post("/v1/admin/keys/{key_id}/rotate")
     async def admin_rotate_key(request: Request, key_id: str) -> JSONResponse:
         gateway.authorize(request, "keys:manage")
+        request.state.admin_action = {"action": "keys.rotate", "key_id": key_id}
         key, info = gateway.keys.rotate(key_id)
+        request.state.admin_action["new_key_id"] = info.key_id
         return JSONResponse({"key": key, **info.to_dict()}, status_code=201)
 
     async def admit(request: Request) -> tuple[Principal, dict[str, Any], str, bool]:
@@ -283,6 +505,7 @@ def create_app(
         request.state.in_flight = True
         body = await _read_json(request, settings.max_body_bytes)
         model = body.get("model")
+        request.state.model = model if isinstance(model, str) else None
         if not isinstance(model, str) or not model:
             raise GatewayError(
                 400, "'model' must be a non-empty string", "invalid_request", "model"
@@ -300,21 +523,32 @@ def create_app(
         request: Request, principal: Principal, endpoint: Endpoint, model: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        answer = await _call_upstreams(
+        answer, upstream = await _call_upstreams(
             gateway, endpoint, model, {**body, "model": gateway.upstream_models[model]}
         )
         request.state.upstream_ms = (time.perf_counter() - started) * 1000
+        request.state.upstream = upstream
         answer["model"] = model
         usage = answer.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-            gateway.quotas.charge(principal, usage["total_tokens"])
+        if isinstance(usage, dict):
+            request.state.usage = {
+                k: v for k, v in usage.items() if k.endswith("_tokens") and isinstance(v, int)
+            }
+            if isinstance(usage.get("total_tokens"), int):
+                gateway.quotas.charge(principal, usage["total_tokens"])
         return answer
 
-    def reply(answer: dict[str, Any], stream: bool, actions: tuple[Action, Action]) -> Response:
-        headers = {
-            "x-mantlet-input-action": actions[0].value,
-            "x-mantlet-output-action": actions[1].value,
-        }
+    async def reply(
+        request: Request,
+        principal: Principal,
+        answer: dict[str, Any],
+        stream: bool,
+        actions: tuple[Action, Action],
+        upstream_body: dict[str, Any],
+    ) -> Response:
+        headers = await audit_answer(request, principal, answer["model"], answer, upstream_body)
+        headers["x-mantlet-input-action"] = actions[0].value
+        headers["x-mantlet-output-action"] = actions[1].value
         if stream:
             return StreamingResponse(
                 _as_sse(answer), media_type="text/event-stream", headers=headers
@@ -342,7 +576,9 @@ def create_app(
         upstream_body = {**body, "messages": sanitized}
         answer = await forward(request, principal, "chat/completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
-        return reply(answer, stream, (verdict_in.action, verdict_out))
+        return await reply(
+            request, principal, answer, stream, (verdict_in.action, verdict_out), upstream_body
+        )
 
     async def guarded_texts(
         body: dict[str, Any], field: str, tenant: str
@@ -366,14 +602,17 @@ def create_app(
         upstream_body, action_in = await guarded_texts(body, "prompt", principal.tenant)
         answer = await forward(request, principal, "completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant)
-        return reply(answer, stream, (action_in, verdict_out))
+        return await reply(
+            request, principal, answer, stream, (action_in, verdict_out), upstream_body
+        )
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         principal, body, model, _ = await admit(request)
         upstream_body, action_in = await guarded_texts(body, "input", principal.tenant)
         answer = await forward(request, principal, "embeddings", model, upstream_body)
-        return reply(answer, False, (action_in, Action.ALLOW))
+        actions = (action_in, Action.ALLOW)
+        return await reply(request, principal, answer, False, actions, upstream_body)
 
     return app
 
@@ -388,8 +627,10 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise GatewayError(413, f"request body larger than {limit} bytes", "body_too_large")
         chunks.append(chunk)
+    raw = b"".join(chunks)
+    request.state.request_sha256 = body_digest(raw)
     try:
-        text = b"".join(chunks).decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise GatewayError(400, "request body is not valid UTF-8", "invalid_encoding") from None
     try:
@@ -407,7 +648,7 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
 
 async def _call_upstreams(
     gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str]:
     """The route's upstreams in order; the first well-formed answer wins."""
     expected = "data" if endpoint == "embeddings" else "choices"
     failures = []
@@ -421,7 +662,7 @@ async def _call_upstreams(
         if not isinstance(answer.get(expected), list):
             failures.append(f"upstream {name!r} sent no {expected}")
             continue
-        return answer
+        return answer, name
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
 
 
@@ -516,3 +757,117 @@ async def _as_sse(answer: dict[str, Any]) -> AsyncIterator[bytes]:
             event = {**base, "choices": [part]}
             yield f"data: {json.dumps(event)}\n\n".encode()
     yield b"data: [DONE]\n\n"
+
+
+def _note_verdict(verdict: Verdict) -> None:
+    collected = _VERDICTS.get()
+    if collected is not None:
+        collected.append(verdict)
+
+
+def _verdict_summary(verdict: Verdict) -> dict[str, Any]:
+    """What the audit record keeps of a verdict: never the matched values."""
+    kinds: dict[str, int] = {}
+    for finding in verdict.findings:
+        kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+    data = verdict.to_dict()
+    return {
+        "side": verdict.side.value,
+        "action": verdict.action.value,
+        "findings": kinds,
+        "ran": data["ran"],
+        "skipped": data["skipped"],
+        "errored": data["errored"],
+    }
+
+
+def _request_record(
+    request: Request, route: str, status: int, response_sha256: str | None, error: str | None = None
+) -> dict[str, Any]:
+    state = request.state
+    principal: Principal | None = getattr(state, "principal", None)
+    admin = getattr(state, "admin_action", None)
+    started = getattr(state, "started", time.perf_counter())
+    record: dict[str, Any] = {
+        "v": 1,
+        "type": "admin" if admin else "request",
+        "time": now_rfc3339(),
+        "request_id": state.request_id,
+        "method": request.method,
+        "route": route,
+        "status": status,
+        "principal": principal.key_id if principal else None,
+        "tenant": principal.tenant if principal else None,
+        "role": principal.role if principal else None,
+        "model": getattr(state, "model", None),
+        "upstream": getattr(state, "upstream", None),
+        "decisions": [_verdict_summary(v) for v in _VERDICTS.get() or []],
+        "tokens": getattr(state, "usage", None),
+        "latency_ms": {
+            "total": round((time.perf_counter() - started) * 1000, 3),
+            "upstream": round(state.upstream_ms, 3),
+        },
+        "request_sha256": getattr(state, "request_sha256", None),
+        "response_sha256": response_sha256,
+        "error": error,
+    }
+    if admin:
+        record["admin"] = admin
+    return record
+
+
+def _answer_texts(answer: dict[str, Any]) -> list[str] | None:
+    """The generated texts a manifest covers, one per choice (None for
+    embeddings, which are not content)."""
+    choices = answer.get("choices")
+    if not isinstance(choices, list):
+        return None
+    texts = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):
+            texts.append(choice["text"])
+        elif isinstance(choice.get("message"), dict):
+            content = choice["message"].get("content")
+            texts.append(content if isinstance(content, str) else "")
+    return texts
+
+
+def _authorize_any(gateway: Gateway, request: Request, permissions: tuple[str, ...]) -> Principal:
+    last: GatewayError | None = None
+    for permission in permissions:
+        try:
+            return gateway.authorize(request, permission)
+        except GatewayError as exc:
+            if exc.status != 403:
+                raise
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _all_tenants(principal: Principal) -> bool:
+    return "audit:all-tenants" in ROLE_PERMISSIONS.get(principal.role, frozenset())
+
+
+def _may_see(principal: Principal, tenant: str | None) -> bool:
+    return _all_tenants(principal) or (tenant is not None and tenant == principal.tenant)
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        if default is None:
+            message = f"query parameter {name!r} is required"
+            raise GatewayError(400, message, "invalid_request", name)
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise GatewayError(
+            400, f"query parameter {name!r} must be a non-negative integer", "invalid_request", name
+        )
+    return int(raw)
+
+
+def _b64url_decode(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))

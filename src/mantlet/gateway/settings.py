@@ -82,6 +82,31 @@ class OIDCSettings(BaseModel):
         return self
 
 
+class AuditSettings(BaseModel):
+    """The tamper-evident audit log, encrypted payloads and provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: str = Field(
+        "mantlet.local/audit",
+        pattern=r"^[^\s+]+$",
+        description="The log's name in signed checkpoints (no spaces or '+').",
+    )
+    checkpoint_interval_s: float = Field(
+        60.0, ge=0, description="Publish a signed checkpoint this often when the log grew (0: off)."
+    )
+    store_payloads: bool = Field(
+        False,
+        description="Keep request and response bodies, encrypted under the tenant's data key.",
+    )
+    master_keys: Literal["file", "env"] = Field(
+        "file",
+        description="file: data_dir/master.keys (0600, created on first start);"
+        " env: MANTLET_MASTER_KEYS='id:base64,...'.",
+    )
+    provenance: bool = Field(True, description="Sign a provenance manifest for every answer.")
+
+
 class GatewaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,6 +123,7 @@ class GatewaySettings(BaseModel):
         " that contains it (or an encoding of it) is a system-prompt leak.",
     )
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(
         default_factory=lambda: [

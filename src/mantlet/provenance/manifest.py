@@ -1,0 +1,162 @@
+"""Provenance manifests for generated answers, signed as compact JWS.
+
+The payload is RFC 8785 canonical JSON, so any verifier re-serialising the
+manifest gets the same bytes. The signature algorithm is Ed25519 (the
+fully-specified name RFC 9864 gives EdDSA over Ed25519; the older ``EdDSA``
+name is accepted when verifying). The content hash is over the NFC form of
+the text, so a client's Unicode normalisation does not break verification
+while any change of visible text does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+
+from mantlet import __version__
+from mantlet.crypto.signing import SigningKey
+
+__all__ = [
+    "MANIFEST_TYPE",
+    "ManifestError",
+    "VerifiedManifest",
+    "build_manifest",
+    "content_sha256",
+    "sign_manifest",
+    "verify_manifest",
+]
+
+MANIFEST_TYPE = "mantlet-provenance+jws"
+SPEC = "https://mantlet.dev/provenance/v1"
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+_ALGORITHMS = ["Ed25519", "EdDSA"]
+
+
+class ManifestError(ValueError):
+    """Why a manifest did not verify; the message is the reason shown."""
+
+
+def content_sha256(text: str) -> str:
+    return hashlib.sha256(unicodedata.normalize("NFC", text).encode("utf-8")).hexdigest()
+
+
+def build_manifest(
+    *,
+    texts: Sequence[str],
+    model: str,
+    upstream: str | None,
+    request_id: str,
+    audit_log: str | None,
+    audit_index: int | None,
+    watermark: Mapping[str, Any] | None = None,
+    created: datetime | None = None,
+) -> dict[str, Any]:
+    """The manifest of one answer; ``texts`` are its choices in order."""
+    hashes = [content_sha256(t) for t in texts]
+    return {
+        "spec": SPEC,
+        "content": {
+            "sha256": hashes[0] if hashes else content_sha256(""),
+            "normalization": "NFC",
+            "media_type": "text/plain; charset=utf-8",
+        },
+        "choices_sha256": hashes,
+        "ai_generated": True,
+        "digital_source_type": DIGITAL_SOURCE_TYPE,
+        "generator": {
+            "name": "mantlet-gateway",
+            "version": __version__,
+            "model": model,
+            "upstream": upstream,
+        },
+        "created": (created or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "request_id": request_id,
+        "audit": {"log": audit_log, "index": audit_index},
+        "watermark": dict(watermark) if watermark else None,
+    }
+
+
+def sign_manifest(manifest: Mapping[str, Any], key: SigningKey) -> str:
+    jwk = OKPKey.import_key(key.private_jwk())
+    header = {"alg": "Ed25519", "kid": key.kid, "typ": MANIFEST_TYPE}
+    return jws.serialize_compact(header, rfc8785.dumps(dict(manifest)), jwk, algorithms=["Ed25519"])
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedManifest:
+    manifest: dict[str, Any]
+    kid: str
+    choice: int
+
+
+def _keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, OKPKey]:
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        raise ManifestError("key set has no 'keys' list")
+    out: dict[str, OKPKey] = {}
+    for entry in keys:
+        if isinstance(entry, dict) and entry.get("kty") == "OKP" and "kid" in entry:
+            public = {k: entry[k] for k in ("kty", "crv", "x") if k in entry}
+            try:
+                out[str(entry["kid"])] = OKPKey.import_key(public)
+            except (JoseError, ValueError):
+                raise ManifestError(f"key {entry['kid']!r} in the key set is malformed") from None
+    return out
+
+
+def verify_manifest(
+    token: str, text: str, jwks: Mapping[str, Any], *, choice: int | None = None
+) -> VerifiedManifest:
+    """Checks signature, structure and content hash; raises ManifestError
+    naming the first thing that failed. ``choice`` None accepts any choice."""
+    token = token.strip()
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ManifestError("manifest is not a compact JWS (three dot-separated parts)")
+    try:
+        header = jws.extract_compact(token.encode()).protected
+    except (JoseError, ValueError):
+        raise ManifestError("manifest header is malformed") from None
+    if header.get("typ") != MANIFEST_TYPE:
+        raise ManifestError(f"manifest type is {header.get('typ')!r}, not {MANIFEST_TYPE!r}")
+    if header.get("alg") not in _ALGORITHMS:
+        raise ManifestError(f"signature algorithm {header.get('alg')!r} is not accepted")
+    kid = str(header.get("kid", ""))
+    key = _keys_by_kid(jwks).get(kid)
+    if key is None:
+        raise ManifestError(f"signing key {kid!r} is not in the trusted key set")
+    try:
+        payload = jws.deserialize_compact(token, key, algorithms=_ALGORITHMS).payload
+    except JoseError:
+        raise ManifestError("signature does not verify: the manifest was altered") from None
+    try:
+        manifest = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ManifestError("manifest payload is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("spec") != SPEC:
+        raise ManifestError("manifest payload is not a Mantlet provenance manifest")
+    if rfc8785.dumps(manifest) != payload:
+        raise ManifestError("manifest payload is not canonical JSON (RFC 8785)")
+    hashes = manifest.get("choices_sha256")
+    if not isinstance(hashes, list) or not hashes:
+        hashes = [manifest.get("content", {}).get("sha256")]
+    digest = content_sha256(text)
+    if choice is not None:
+        if not 0 <= choice < len(hashes):
+            raise ManifestError(f"manifest has no choice {choice}")
+        if hashes[choice] != digest:
+            raise ManifestError(f"text does not match choice {choice}: content hash differs")
+        return VerifiedManifest(manifest, kid, choice)
+    if digest not in hashes:
+        raise ManifestError("text does not match the manifest: content hash differs")
+    return VerifiedManifest(manifest, kid, hashes.index(digest))
