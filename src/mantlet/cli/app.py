@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from mantlet.cli import audit, gateway, info, policy, scan
 from mantlet.cli import eval as eval_command
-from mantlet.cli import gateway, info, policy, scan
 from mantlet.cli._common import set_verbose
 
 app = typer.Typer(
@@ -33,6 +33,11 @@ app.command("eval")(eval_command.evaluate_command)
 app.add_typer(policy.app, name="policy")
 app.command("serve")(gateway.serve)
 app.add_typer(gateway.keys_app, name="keys")
+app.add_typer(audit.audit_app, name="audit")
+app.add_typer(audit.tenant_app, name="tenant")
+app.command("verify")(audit.verify_manifest_command)
+app.command("encrypt")(audit.encrypt_command)
+app.command("decrypt")(audit.decrypt_command)
 app.command("detectors")(info.detectors)
 app.command("version")(info.version)
 

@@ -25,6 +25,21 @@ keys_app = typer.Typer(
 )
 
 
+def open_accountability(config: Path | None, data_dir: Path | None) -> Any:
+    """The audit log, keys and signer of a gateway's data directory."""
+    from mantlet.gateway.accountability import Accountability
+    from mantlet.gateway.settings import load_settings
+
+    return Accountability.open(load_settings(config, overrides={"data_dir": data_dir}))
+
+
+def _record_admin(config: Path | None, data_dir: Path | None, action: dict[str, Any]) -> None:
+    """Admin actions from the CLI land in the audit log like API ones."""
+    open_accountability(config, data_dir).append_sync(
+        {"v": 1, "type": "admin", "via": "cli", **action}
+    )
+
+
 def _store(config: Path | None, data_dir: Path | None) -> Any:
     from mantlet.gateway.app import server_secret
     from mantlet.gateway.keys import KeyStore
@@ -89,6 +104,11 @@ def create(
     key, info = _store(config, data_dir).create(
         tenant=tenant, role=role, name=name, models=model or None, expires_at=expires
     )
+    _record_admin(
+        config,
+        data_dir,
+        {"action": "keys.create", "key_id": info.key_id, "key_tenant": tenant, "key_role": role},
+    )
     if as_json:
         print_json({"key": key, **info.to_dict()})
     else:
@@ -131,6 +151,7 @@ def revoke(
 ) -> None:
     """Revoke a key; takes effect on the next request."""
     _store(config, data_dir).revoke(key_id)
+    _record_admin(config, data_dir, {"action": "keys.revoke", "key_id": key_id})
     stdout.print(f"revoked {key_id}")
 
 
@@ -144,6 +165,9 @@ def rotate(
 ) -> None:
     """Issue a new key with the same tenant, role and models; revoke the old one."""
     key, info = _store(config, data_dir).rotate(key_id)
+    _record_admin(
+        config, data_dir, {"action": "keys.rotate", "key_id": key_id, "new_key_id": info.key_id}
+    )
     if as_json:
         print_json({"key": key, **info.to_dict()})
     else:

@@ -1,0 +1,245 @@
+"""The stored log: tampering of every kind is caught by `mantlet audit
+verify`, proofs verify against the published signed checkpoint, and a kill -9
+during appends loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mantlet.audit import Checkpoint, CheckpointError, NoteSigner, NoteVerifier, merkle, verify_log
+from mantlet.cli.app import app
+from mantlet.crypto.signing import SigningKey
+from mantlet.gateway.accountability import Accountability
+from mantlet.gateway.settings import GatewaySettings
+
+runner = CliRunner()
+
+
+def open_trail(data_dir: Path) -> Accountability:
+    return Accountability.open(GatewaySettings(data_dir=data_dir))
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Path:
+    trail = open_trail(tmp_path)
+    for i in range(40):
+        trail.append_sync({"type": "request", "tenant": f"t{i % 3}", "n": i})
+    trail.publish_checkpoint()
+    trail.close()
+    return tmp_path
+
+
+def cli_verify(data_dir: Path, *extra: str) -> tuple[int, dict[str, object]]:
+    result = runner.invoke(app, ["audit", "verify", "--data-dir", str(data_dir), "--json", *extra])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def sql(data_dir: Path, *statements: str) -> None:
+    db = sqlite3.connect(data_dir / "mantlet.db")
+    with db:
+        for statement in statements:
+            db.execute(statement)
+    db.close()
+
+
+def test_untouched_log_verifies(filled: Path) -> None:
+    code, report = cli_verify(filled)
+    assert code == 0
+    assert report["ok"] is True and report["records"] == 40
+    assert report["checkpoints_checked"] == 1
+
+
+def test_edit_is_caught_and_named(filled: Path) -> None:
+    sql(
+        filled, "UPDATE audit_records SET body = replace(body, '\"n\":17', '\"n\":71') WHERE seq=17"
+    )
+    code, report = cli_verify(filled)
+    assert code == 1
+    assert report["first_bad"]["seq"] == 17  # type: ignore[index]
+
+
+def test_edit_with_recomputed_leaf_is_caught_by_the_tree(filled: Path) -> None:
+    trail = open_trail(filled)
+    body = trail.log.record(9).body.replace('"n":9', '"n":90')  # type: ignore[union-attr]
+    trail.close()
+    leaf = merkle.leaf_hash(body.encode())
+    db = sqlite3.connect(filled / "mantlet.db")
+    with db:
+        db.execute("UPDATE audit_records SET body=? WHERE seq=9", (body,))
+        db.execute("UPDATE audit_nodes SET hash=? WHERE level=0 AND idx=9", (leaf,))
+    db.close()
+    code, report = cli_verify(filled)
+    assert code == 1
+    # The next record's back-link names the edited one's successor; the
+    # tree node above it names the range; nothing verifies.
+    assert report["first_bad"]["seq"] == 10  # type: ignore[index]
+    assert any("node" in p["reason"] for p in report["problems"])  # type: ignore[attr-defined]
+
+
+def test_delete_is_caught(filled: Path) -> None:
+    sql(filled, "DELETE FROM audit_records WHERE seq=5")
+    code, report = cli_verify(filled)
+    assert code == 1
+    assert report["first_bad"]["seq"] == 5  # type: ignore[index]
+    assert "missing" in report["first_bad"]["reason"]  # type: ignore[index]
+
+
+def test_insert_is_caught(filled: Path) -> None:
+    sql(
+        filled,
+        "UPDATE audit_records SET seq = seq + 1000 WHERE seq >= 20",
+        "UPDATE audit_records SET seq = seq - 999 WHERE seq >= 1000",
+        "INSERT INTO audit_records (seq, tenant, body) VALUES (20, 't0', "
+        '\'{"n":999,"prev":"00","seq":20,"type":"request"}\')',
+    )
+    code, report = cli_verify(filled)
+    assert code == 1
+    assert report["first_bad"]["seq"] == 20  # type: ignore[index]
+
+
+def test_reorder_is_caught(filled: Path) -> None:
+    sql(
+        filled,
+        "UPDATE audit_records SET seq = -1 WHERE seq = 11",
+        "UPDATE audit_records SET seq = 11 WHERE seq = 12",
+        "UPDATE audit_records SET seq = 12 WHERE seq = -1",
+    )
+    code, report = cli_verify(filled)
+    assert code == 1
+    assert report["first_bad"]["seq"] == 11  # type: ignore[index]
+    assert "reordered" in report["first_bad"]["reason"]  # type: ignore[index]
+
+
+def test_truncation_is_caught_even_with_the_head_rewound(filled: Path) -> None:
+    trail = open_trail(filled)
+    root30 = trail.log.root(30)
+    trail.close()
+    db = sqlite3.connect(filled / "mantlet.db")
+    with db:
+        db.execute("DELETE FROM audit_records WHERE seq >= 30")
+        db.execute("UPDATE audit_head SET size=30, root=?", (root30,))
+    db.close()
+    code, report = cli_verify(filled)
+    assert code == 1
+    assert "truncated" in report["first_bad"]["reason"]  # type: ignore[index]
+
+
+def test_a_witnessed_checkpoint_catches_a_rewritten_database(tmp_path: Path) -> None:
+    trail = open_trail(tmp_path)
+    for i in range(10):
+        trail.append_sync({"n": i})
+    note = trail.publish_checkpoint().note
+    trail.close()
+    witness = tmp_path / "witness.note"
+    witness.write_text(note or "")
+    # Someone deletes everything, the stored checkpoints included.
+    sql(tmp_path, "DELETE FROM audit_records WHERE seq >= 5", "DELETE FROM audit_checkpoints")
+    sql(tmp_path, "UPDATE audit_head SET size = 5")
+    code, report = cli_verify(tmp_path, "--checkpoint", str(witness))
+    assert code == 1
+    assert any(
+        "witnessed" in p["reason"] or "truncated" in p["reason"]  # type: ignore[attr-defined]
+        for p in report["problems"]
+    )  # type: ignore[attr-defined]
+
+
+def test_proofs_verify_against_the_published_checkpoint(filled: Path) -> None:
+    trail = open_trail(filled)
+    checkpoint = Checkpoint.open(trail.log.latest_checkpoint() or "", trail.verifier)
+    assert checkpoint.size == 40
+    for index in (0, 13, 39):
+        path = trail.log.inclusion_proof(index, checkpoint.size)
+        leaf = trail.log.record(index).leaf_hash  # type: ignore[union-attr]
+        merkle.verify_inclusion(index, checkpoint.size, leaf, path, checkpoint.root)
+    for i in range(40, 55):
+        trail.append_sync({"n": i})
+    later = trail.publish_checkpoint()
+    proof = trail.log.consistency_proof(checkpoint.size, later.size)
+    merkle.verify_consistency(checkpoint.size, later.size, checkpoint.root, later.root, proof)
+    result = runner.invoke(
+        app,
+        ["audit", "proof", "--data-dir", str(filled), "--index", "13", "--size", "40", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["root"] == checkpoint.root.hex()
+    trail.close()
+
+
+def test_signed_notes_follow_c2sp_and_reject_forgery() -> None:
+    key = SigningKey.generate()
+    signer = NoteSigner("example.com/log", key.private)
+    body = Checkpoint("example.com/log", 3, merkle.leaf_hash(b"x")).body()
+    note = signer.sign(body)
+    assert note.startswith(body + "\n\u2014 example.com/log ")
+    verifier = NoteVerifier(signer.verifier_key)
+    assert Checkpoint.open(note, verifier).size == 3
+    with pytest.raises(CheckpointError):
+        Checkpoint.open(note.replace("\n3\n", "\n4\n"), verifier)
+    other = NoteVerifier(NoteSigner("example.com/log", SigningKey.generate().private).verifier_key)
+    with pytest.raises(CheckpointError):
+        other.verify(note)
+    with pytest.raises(CheckpointError):
+        NoteVerifier(signer.verifier_key.replace("example.com/log", "evil.com/log"))
+
+
+def test_export_and_tail(filled: Path) -> None:
+    out = filled / "export.jsonl"
+    result = runner.invoke(app, ["audit", "export", "--data-dir", str(filled), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == list(range(40))
+    result = runner.invoke(app, ["audit", "tail", "--data-dir", str(filled), "-n", "3", "--json"])
+    assert [r["seq"] for r in json.loads(result.stdout)] == [37, 38, 39]
+
+
+WRITER = """
+import sys
+from mantlet.gateway.accountability import Accountability
+from mantlet.gateway.settings import GatewaySettings
+trail = Accountability.open(GatewaySettings(data_dir=sys.argv[1]))
+i = 0
+while True:
+    seq = trail.append_sync({"type": "request", "n": i, "pad": "x" * 200})
+    sys.stdout.write(f"{seq}\\n")
+    sys.stdout.flush()
+    i += 1
+"""
+
+
+def test_kill_9_during_appends_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    open_trail(tmp_path).close()  # create keys and schema first
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    acknowledged: list[int] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 300 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            acknowledged.append(int(line))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    acknowledged.extend(int(x) for x in proc.stdout.read().split())
+    proc.stdout.close()
+    assert len(acknowledged) >= 300
+    trail = open_trail(tmp_path)
+    report = verify_log(trail.log, trail.verifier)
+    assert report.ok, report.problems
+    assert report.records >= max(acknowledged) + 1
+    stored = {r.seq for r in trail.log.records()}
+    assert set(acknowledged) <= stored
+    trail.append_sync({"n": "after restart"})
+    assert verify_log(trail.log, trail.verifier).ok
+    trail.close()
