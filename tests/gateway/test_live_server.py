@@ -3,52 +3,17 @@ that is itself a real HTTP server, and the official openai SDK as the client."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from mantlet.gateway import GatewaySettings, create_app
 from mantlet.gateway.keys import KeyStore
 
 AWS_KEY_ID = "AKIA" + "Q3EGRIMNDTZ4PVBX"  # shaped like a key id; not a real one
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LiveServer:
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
 
 def fake_upstream() -> FastAPI:
@@ -78,7 +43,10 @@ def fake_upstream() -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+def live(
+    tmp_path_factory: pytest.TempPathFactory, live_server: type[Any]
+) -> Iterator[tuple[str, dict[str, str]]]:
+    LiveServer = live_server
     with LiveServer(fake_upstream()) as upstream:
         settings = GatewaySettings.model_validate(
             {

@@ -33,9 +33,12 @@ class PayloadStore:
         self.keyring = keyring
         _metadata.create_all(engine)
 
-    def write(self, conn: Connection, seq: int, tenant: str, payload: bytes) -> None:
-        """Inside the audit append's transaction, so record and payload land together."""
-        sealed = self.keyring.seal(tenant, payload, _context(tenant, seq))
+    def write(self, conn: Connection, seq: int, tenant: str, payload: bytes, key: bytes) -> None:
+        """Inside the audit append's transaction, so record and payload land
+        together. ``key`` is the tenant's data key, fetched (or created) by
+        the caller before the transaction: creating it inside would wait on
+        the write lock this transaction holds."""
+        sealed = TenantKeyring.seal_with(key, payload, _context(tenant, seq))
         conn.execute(
             payloads_table.insert().values(
                 seq=seq, tenant=tenant, nonce=sealed.nonce, ciphertext=sealed.ciphertext

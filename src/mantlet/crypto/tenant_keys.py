@@ -88,8 +88,11 @@ class TenantKeyring:
         return key
 
     def seal(self, tenant: str, plaintext: bytes, context: bytes) -> Sealed:
+        return self.seal_with(self.data_key(tenant), plaintext, context)
+
+    @staticmethod
+    def seal_with(key: bytes, plaintext: bytes, context: bytes) -> Sealed:
         nonce = secrets.token_bytes(_NONCE)
-        key = self.data_key(tenant)
         return Sealed(nonce, AESGCM(key).encrypt(nonce, plaintext, context))
 
     def open(self, tenant: str, sealed: Sealed, context: bytes) -> bytes:

@@ -151,7 +151,8 @@ class Accountability:
         if not self.store_payloads:
             return None
         data = rfc8785.dumps(dict(payload))
-        return lambda conn, seq: self.payloads.write(conn, seq, tenant, data)
+        key = self.keyring.data_key(tenant)  # raises TenantErased: nothing is stored
+        return lambda conn, seq: self.payloads.write(conn, seq, tenant, data, key)
 
     def manifest_writer(
         self,

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from mantlet.audit import merkle
 from mantlet.core.types import Action, Verdict
+from mantlet.crypto.tenant_keys import TenantErased
 from mantlet.detectors.canary import canary_instruction, make_canary
 from mantlet.gateway.accountability import (
     Accountability,
@@ -306,9 +307,13 @@ def create_app(
                     watermark=getattr(request.state, "watermark", None),
                 )
             )
-        payload = trail.payload_writer(
-            principal.tenant, {"request": upstream_body, "response": answer}
-        )
+        try:
+            payload = trail.payload_writer(
+                principal.tenant, {"request": upstream_body, "response": answer}
+            )
+        except TenantErased:
+            message = "this tenant was erased; the policy requires storing payloads"
+            raise GatewayError(403, message, "tenant_erased") from None
         if payload is not None:
             extras.append(payload)
 
