@@ -55,6 +55,10 @@ head_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("root", sa.LargeBinary(32), nullable=False),
+    # The right edge of the tree and the last leaf, so an append reads one
+    # row instead of a node per set bit of the size.
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
+    sa.Column("last_leaf", sa.LargeBinary(32), nullable=False),
 )
 checkpoints_table = sa.Table(
     "audit_checkpoints",
@@ -103,7 +107,15 @@ class AuditLog:
             if conn.execute(sa.select(head_table.c.id)).first() is None:
                 # Another process may create it first.
                 with suppress(sa.exc.IntegrityError):
-                    conn.execute(head_table.insert().values(id=1, size=0, root=merkle.EMPTY_ROOT))
+                    conn.execute(
+                        head_table.insert().values(
+                            id=1,
+                            size=0,
+                            root=merkle.EMPTY_ROOT,
+                            frontier=b"",
+                            last_leaf=merkle.EMPTY_ROOT,
+                        )
+                    )
 
     @property
     def engine(self) -> Engine:
@@ -131,9 +143,7 @@ class AuditLog:
         if not records:
             return []
         with self._write() as conn:
-            head = self._lock_head(conn)
-            frontier = self._frontier(conn, head.size)
-            prev = self._leaf(conn, head.size - 1) if head.size else merkle.EMPTY_ROOT
+            frontier, prev = self._lock_head(conn)
             rows: list[dict[str, Any]] = []
             nodes: list[dict[str, Any]] = []
             seqs: list[int] = []
@@ -161,7 +171,12 @@ class AuditLog:
             conn.execute(
                 head_table.update()
                 .where(head_table.c.id == 1)
-                .values(size=frontier.size, root=frontier.root())
+                .values(
+                    size=frontier.size,
+                    root=frontier.root(),
+                    frontier=b"".join(frontier.nodes),
+                    last_leaf=prev,
+                )
             )
             if after is not None:
                 after(conn, seqs)
@@ -313,32 +328,17 @@ class AuditLog:
         with self._engine.connect().execution_options(mantlet_write=True) as conn, conn.begin():
             yield conn
 
-    def _lock_head(self, conn: Connection) -> LogHead:
-        query = sa.select(head_table.c.size, head_table.c.root).where(head_table.c.id == 1)
+    def _lock_head(self, conn: Connection) -> tuple[merkle.Frontier, bytes]:
+        """Locks the head row; returns the frontier and the last leaf hash."""
+        query = sa.select(head_table.c.size, head_table.c.frontier, head_table.c.last_leaf).where(
+            head_table.c.id == 1
+        )
         if self._dialect != "sqlite":
             query = query.with_for_update()
         row = conn.execute(query).one()
-        return LogHead(int(row.size), bytes(row.root))
-
-    def _frontier(self, conn: Connection, size: int) -> merkle.Frontier:
-        positions = merkle.Frontier.positions(size)
-        hashes: dict[tuple[int, int], bytes] = {}
-        for level, index in positions:
-            row = conn.execute(
-                sa.select(nodes_table.c.hash).where(
-                    nodes_table.c.level == level, nodes_table.c.idx == index
-                )
-            ).first()
-            if row is None:
-                raise merkle.ProofError(f"tree node ({level}, {index}) is missing")
-            hashes[(level, index)] = bytes(row.hash)
-        return merkle.Frontier(size, [hashes[p] for p in positions])
-
-    def _leaf(self, conn: Connection, seq: int) -> bytes:
-        row = conn.execute(
-            sa.select(nodes_table.c.hash).where(nodes_table.c.level == 0, nodes_table.c.idx == seq)
-        ).one()
-        return bytes(row.hash)
+        blob = bytes(row.frontier)
+        nodes = [blob[i : i + 32] for i in range(0, len(blob), 32)]
+        return merkle.Frontier(int(row.size), nodes), bytes(row.last_leaf)
 
 
 def _create_engine(url: str) -> Engine:
