@@ -4,10 +4,14 @@ policies that only name the detectors a test needs."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,3 +140,60 @@ def live_server() -> type[LiveServer]:
     """Serves an ASGI app with uvicorn on a free loopback port:
     ``with live_server(app) as server: server.url``."""
     return LiveServer
+
+
+_CLI = "from mantlet.cli.app import main; main()"
+
+
+def mantlet_cli(*args: str) -> str:
+    """Runs the `mantlet` command in a subprocess; returns its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI, *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@contextlib.contextmanager
+def gateway_processes(config: Path, count: int) -> Iterator[list[str]]:
+    """`count` separate `mantlet serve` processes on one config (a real
+    multi-replica deployment on loopback); yields their base URLs."""
+    import httpx
+
+    ports = [free_port() for _ in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLI, "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"gateway exited with {proc.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gateway did not become ready")
+                time.sleep(0.2)
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def replicas() -> Callable[[Path, int], contextlib.AbstractContextManager[list[str]]]:
+    """``with replicas(config_path, 2) as urls: ...``"""
+    return gateway_processes
+
+
+@pytest.fixture(scope="session")
+def cli_process() -> Callable[..., str]:
+    return mantlet_cli

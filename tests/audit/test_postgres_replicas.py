@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,13 +20,6 @@ from mantlet.gateway.settings import load_settings
 
 POSTGRES = os.environ.get("MANTLET_TEST_POSTGRES_URL")
 REQUIRED = os.environ.get("MANTLET_REQUIRE_SERVICES") == "1"
-CLI = "from mantlet.cli.app import main; main()"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fresh_database(url: str) -> str:
@@ -42,21 +32,9 @@ def fresh_database(url: str) -> str:
     return sa.make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("gateway did not become ready")
-
-
-def test_two_gateways_share_one_gap_free_log(tmp_path: Path) -> None:
+def test_two_gateways_share_one_gap_free_log(
+    tmp_path: Path, replicas: Any, cli_process: Any
+) -> None:
     if not POSTGRES:
         if REQUIRED:
             pytest.fail("MANTLET_TEST_POSTGRES_URL missing although MANTLET_REQUIRE_SERVICES=1")
@@ -76,30 +54,12 @@ def test_two_gateways_share_one_gap_free_log(tmp_path: Path) -> None:
             }
         )
     )
-    created = subprocess.run(
-        [sys.executable, "-c", CLI, "keys", "create", "--config", str(config), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = json.loads(created.stdout)["key"]
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLI, "serve", "--config", str(config), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
-    try:
-        for port, proc in zip(ports, procs, strict=True):
-            wait_ready(port, proc)
+    key = json.loads(cli_process("keys", "create", "--config", str(config), "--json"))["key"]
+    with replicas(config, 2) as urls:
 
         def hit(i: int) -> int:
-            port = ports[i % 2]
             response = httpx.post(
-                f"http://127.0.0.1:{port}/v1/chat/completions",
+                f"{urls[i % 2]}/v1/chat/completions",
                 headers={"authorization": f"Bearer {key}"},
                 json={"model": "echo", "messages": [{"role": "user", "content": f"hi {i}"}]},
                 timeout=30,
@@ -110,11 +70,6 @@ def test_two_gateways_share_one_gap_free_log(tmp_path: Path) -> None:
         with ThreadPoolExecutor(max_workers=16) as pool:
             indices = list(pool.map(hit, range(200)))
         assert len(set(indices)) == 200  # no two requests got the same index
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
 
     trail = Accountability.open(load_settings(config))
     try:

@@ -360,6 +360,67 @@ def test_token_budget_per_tenant(keys: KeyStore, app_key: str) -> None:
         assert chat(client, other_tenant).status_code == 200
 
 
+def test_token_budgets_per_key_with_several_windows(keys: KeyStore, app_key: str) -> None:
+    quotas = {"tokens_per_key": ["5/minute", "1000/day"], "requests_per_key": None}
+    budget = settings().model_copy(update={"quotas": settings().quotas.model_copy(update=quotas)})
+    second_key, _ = keys.create(tenant="acme", role="app")
+    with TestClient(create_app(budget, keys=keys)) as client:
+        assert chat(client, app_key, "one two three").status_code == 200
+        refused = chat(client, app_key)
+        assert_openai_error(refused, 429, "rate_limit_exceeded")
+        assert "key" in refused.json()["error"]["message"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 60  # the minute window binds
+        assert chat(client, second_key).status_code == 200  # same tenant, other key
+
+
+def test_request_limit_per_tenant_spans_its_keys(keys: KeyStore, app_key: str) -> None:
+    quotas = {"requests_per_tenant": "2/minute", "requests_per_key": None}
+    limited = settings().model_copy(update={"quotas": settings().quotas.model_copy(update=quotas)})
+    second_key, _ = keys.create(tenant="acme", role="app")
+    other_tenant, _ = keys.create(tenant="globex", role="app")
+    with TestClient(create_app(limited, keys=keys)) as client:
+        assert chat(client, app_key).status_code == 200
+        assert chat(client, second_key).status_code == 200
+        assert_openai_error(chat(client, app_key), 429, "rate_limit_exceeded")
+        assert chat(client, other_tenant).status_code == 200
+
+
+def test_token_budget_uses_an_estimate_without_upstream_usage(keys: KeyStore, app_key: str) -> None:
+    class NoUsage:
+        name = "nousage"
+
+        async def send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+            text = "x" * 3200  # about 800 tokens
+            message = {"role": "assistant", "content": text}
+            return {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
+
+        async def aclose(self) -> None:
+            return None
+
+    budget = settings(nousage=["nousage"])
+    budget = budget.model_copy(
+        update={"quotas": budget.quotas.model_copy(update={"tokens_per_key": "1000/day"})}
+    )
+    with TestClient(create_app(budget, keys=keys, providers={"nousage": NoUsage()})) as client:
+        body = {"model": "nousage", "messages": [{"role": "user", "content": "hi"}]}
+        auth = {"Authorization": f"Bearer {app_key}"}
+        assert client.post("/v1/chat/completions", headers=auth, json=body).status_code == 200
+        assert client.post("/v1/chat/completions", headers=auth, json=body).status_code == 200
+        third = client.post("/v1/chat/completions", headers=auth, json=body)
+        assert_openai_error(third, 429, "rate_limit_exceeded")
+
+
+def test_invalid_limit_rules_are_config_errors() -> None:
+    with pytest.raises(ValueError, match="tokens_per_key"):
+        GatewaySettings.model_validate({"quotas": {"tokens_per_key": ["5 per fortnight"]}})
+
+
 def test_completions_and_embeddings_are_guarded(keys: KeyStore, app_key: str) -> None:
     auth = {"Authorization": f"Bearer {app_key}"}
     with client_for(keys) as client:

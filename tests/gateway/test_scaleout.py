@@ -8,9 +8,13 @@ they skip with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from mantlet.gateway.errors import GatewayError
@@ -80,3 +84,35 @@ def test_token_budget_in_redis_is_shared_by_replicas() -> None:
     replica_b.charge(principal, 60)
     with pytest.raises(GatewayError):
         replica_a.admit(principal)
+
+
+def test_two_gateway_processes_share_one_redis_limit(
+    tmp_path: Path, replicas: Any, cli_process: Any
+) -> None:
+    url = need(REDIS, "redis")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "state"),
+                "policy": "permissive",
+                "upstreams": [{"name": "echo", "kind": "echo"}],
+                "routes": [{"model": "echo", "upstreams": ["echo"]}],
+                "quotas": {"storage_uri": url, "requests_per_key": "5/minute"},
+                "audit": {"checkpoint_interval_s": 0},
+            }
+        )
+    )
+    key = json.loads(cli_process("keys", "create", "--config", str(config), "--json"))["key"]
+    with replicas(config, 2) as urls:
+        statuses = [
+            httpx.post(
+                f"{urls[i % 2]}/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=30,
+            ).status_code
+            for i in range(10)
+        ]
+    assert statuses.count(200) == 5, statuses  # one limit across both processes
+    assert statuses.count(429) == 5, statuses

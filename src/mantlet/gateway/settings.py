@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from limits import parse as parse_limit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mantlet.errors import ConfigError
@@ -55,10 +56,35 @@ class QuotaSettings(BaseModel):
     storage_uri: str = Field("memory://", description="memory:// or redis://host:port/db")
     requests_per_key: str | None = Field("600/minute", description="Default per API key.")
     requests_per_key_by_role: dict[str, str] = Field(default_factory=dict)
-    tokens_per_tenant: str | None = Field(None, description="Token budget, e.g. 1000000/day.")
+    requests_per_tenant: str | list[str] | None = Field(
+        None, description="Requests per tenant, all its keys together, e.g. 6000/minute."
+    )
+    tokens_per_tenant: str | list[str] | None = Field(
+        None, description="Token budget(s), e.g. 1000000/day or [50000/minute, 1000000/day]."
+    )
+    tokens_per_key: str | list[str] | None = Field(
+        None, description="Token budget(s) per API key, e.g. [20000/minute, 500000/day]."
+    )
     concurrent_per_key: int | None = Field(
         64, gt=0, description="In-flight requests per key (counted per gateway process)."
     )
+
+    @model_validator(mode="after")
+    def _rules_parse(self) -> QuotaSettings:
+        rules: list[tuple[str, str]] = [("requests_per_key", self.requests_per_key or "")]
+        by_role = self.requests_per_key_by_role.items()
+        rules += [(f"requests_per_key_by_role.{role}", rule) for role, rule in by_role]
+        for name in ("requests_per_tenant", "tokens_per_tenant", "tokens_per_key"):
+            value = getattr(self, name)
+            rules += [(name, v) for v in ([value] if isinstance(value, str) else value or [])]
+        for name, rule in rules:
+            if not rule:
+                continue
+            try:
+                parse_limit(rule)
+            except ValueError:
+                raise ValueError(f"{name}: {rule!r} is not a limit like '60/minute'") from None
+        return self
 
 
 class OIDCSettings(BaseModel):
