@@ -5,8 +5,9 @@ Request path for ``POST /v1/chat/completions``:
 authenticate (API key) → authorize (role permission, model) → parse and bound
 the body → guard the input (block, or forward the redacted messages) →
 upstream, with ordered fallbacks → guard the output → answer, streamed or not.
-Streaming is buffered: the whole answer is checked before the first byte
-leaves, so no unscanned token reaches the caller.
+Streamed answers go through a StreamGuard (``streaming.py``): text leaves
+only after the guard has scanned what follows it, so no unscanned token and no
+part of a split secret reaches the caller.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from mantlet.gateway.errors import GatewayError, error_response, install_handler
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
 from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
+from mantlet.gateway.providers.base import stream_chunks
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
+from mantlet.gateway.streaming import StreamBlocked, StreamGuard
 from mantlet.gateway.tokens import TokenVerifier
 from mantlet.pipeline.shield import Shield
 
@@ -571,6 +574,95 @@ def create_app(
             )
         return JSONResponse(answer, headers=headers)
 
+    async def stream_reply(
+        request: Request,
+        principal: Principal,
+        endpoint: Endpoint,
+        model: str,
+        upstream_body: dict[str, Any],
+        metadata: dict[str, Any],
+        action_in: Action,
+    ) -> Response:
+        """Streams the upstream's answer through the output guard as it
+        arrives. Upstream fallbacks apply until the first chunk; the audit
+        record and the manifest are written when the stream ends."""
+        started = time.perf_counter()
+        body = {**upstream_body, "model": gateway.upstream_models[model]}
+        chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
+        request.state.upstream = upstream
+        request.state.audited = True  # by the stream itself, once it ends
+        verdicts_in = list(_VERDICTS.get() or [])
+
+        async def check(text: str) -> Verdict:
+            return await gateway.check_output(text, principal.tenant, metadata)
+
+        async def events() -> AsyncIterator[bytes]:
+            relay = _StreamRelay(model, check, settings.stream_holdback_chars)
+            failure: GatewayError | None = None
+            try:
+                async for event in relay.run(first, chunks):
+                    yield event
+            except StreamBlocked as exc:
+                failure = GatewayError(
+                    400,
+                    _blocked_message("answer", exc.verdict) if exc.verdict else str(exc),
+                    "content_blocked",
+                )
+            except ProviderError as exc:
+                gateway.metrics.upstream_errors.labels(upstream).inc()
+                failure = GatewayError(502, str(exc), "upstream_error")
+            request.state.upstream_ms = (time.perf_counter() - started) * 1000
+            if relay.usage:
+                request.state.usage = relay.usage
+                if isinstance(relay.usage.get("total_tokens"), int):
+                    gateway.quotas.charge(principal, relay.usage["total_tokens"])
+            verdicts = verdicts_in + relay.verdicts()
+            record = _request_record(
+                request,
+                request.scope["route"].path,
+                200 if failure is None else failure.status,
+                body_digest(relay.answer()),
+                failure.code if failure else None,
+                verdicts=verdicts,
+            )
+            holder: dict[str, str] = {}
+            extra = None
+            if failure is None and trail.provenance:
+                extra = trail.manifest_writer(
+                    holder,
+                    tenant=principal.tenant,
+                    texts=relay.texts(),
+                    model=model,
+                    upstream=upstream,
+                    request_id=request.state.request_id,
+                    watermark=getattr(request.state, "watermark", None),
+                )
+            try:
+                index = await trail.append(record, extra)
+            except AuditUnavailable:
+                failure = failure or GatewayError(503, _AUDIT_DOWN, "audit_unavailable")
+                index = None
+            if failure is not None:
+                error = {
+                    "message": str(failure),
+                    "type": "invalid_request_error",
+                    "code": failure.code,
+                    "param": None,
+                }
+                yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                return
+            yield relay.closing_event(index, holder.get("jws"))
+            if relay.usage_event is not None:
+                yield relay.usage_event
+            yield b"data: [DONE]\n\n"
+
+        headers = {
+            "x-mantlet-input-action": action_in.value,
+            "x-mantlet-output-action": "streamed",
+            "cache-control": "no-cache",
+        }
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         principal, body, model, stream = await admit(request)
@@ -590,6 +682,16 @@ def create_app(
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
         upstream_body = {**body, "messages": sanitized}
+        if stream:
+            return await stream_reply(
+                request,
+                principal,
+                "chat/completions",
+                model,
+                upstream_body,
+                metadata,
+                verdict_in.action,
+            )
         answer = await forward(request, principal, "chat/completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
         return await reply(
@@ -616,6 +718,10 @@ def create_app(
     async def completions(request: Request) -> Response:
         principal, body, model, stream = await admit(request)
         upstream_body, action_in = await guarded_texts(body, "prompt", principal.tenant)
+        if stream:
+            return await stream_reply(
+                request, principal, "completions", model, upstream_body, {}, action_in
+            )
         answer = await forward(request, principal, "completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant)
         return await reply(
@@ -680,6 +786,153 @@ async def _call_upstreams(
             continue
         return answer, name
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
+
+
+async def _open_stream(
+    gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
+) -> tuple[AsyncIterator[dict[str, Any]], str, dict[str, Any]]:
+    """The route's upstreams in order until one yields its first chunk."""
+    failures = []
+    for name in gateway.routes[model]:
+        chunks = stream_chunks(gateway.providers[name], endpoint, body)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            failures.append(f"upstream {name!r} sent an empty stream")
+            continue
+        except ProviderError as exc:
+            failures.append(str(exc))
+            gateway.metrics.upstream_errors.labels(name).inc()
+            continue
+        return chunks, name, first
+    raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
+
+
+class _StreamRelay:
+    """Turns upstream chunks into guarded client events: content goes
+    through one StreamGuard per choice; tool calls are collected and checked
+    whole at the end (arguments are only meaningful complete)."""
+
+    def __init__(self, model: str, check: Callable[[str], Awaitable[Verdict]], holdback: int):
+        self.model = model
+        self._check = check
+        self._holdback = holdback
+        self.guards: dict[int, StreamGuard] = {}
+        self.tools: dict[int, dict[int, dict[str, Any]]] = {}
+        self.finish: dict[int, Any] = {}
+        self.base: dict[str, Any] = {}
+        self.chat = True
+        self.usage: dict[str, int] = {}
+        self.usage_event: bytes | None = None
+        self._tool_verdicts: list[Verdict] = []
+
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return f"data: {json.dumps({**self.base, 'choices': choices, **extra})}\n\n".encode()
+
+    def _part(self, index: int, text: str, first: bool) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": index, "text": text, "finish_reason": None}
+        delta: dict[str, Any] = {"content": text}
+        if first:
+            delta["role"] = "assistant"
+        return {"index": index, "delta": delta, "finish_reason": None}
+
+    async def run(
+        self, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        async def all_chunks() -> AsyncIterator[dict[str, Any]]:
+            yield first
+            async for chunk in rest:
+                yield chunk
+
+        async for chunk in all_chunks():
+            if not self.base:
+                self.chat = chunk.get("object") != "text_completion"
+                self.base = {k: chunk[k] for k in ("id", "created") if k in chunk}
+                self.base["model"] = self.model
+                self.base["object"] = "chat.completion.chunk" if self.chat else "text_completion"
+            if isinstance(chunk.get("usage"), dict):
+                usage = chunk["usage"]
+                self.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
+                self.usage_event = self._event([], usage=self.usage)
+            for choice in chunk.get("choices") or []:
+                if not isinstance(choice, dict):
+                    continue
+                index = int(choice.get("index", 0) or 0)
+                new = index not in self.guards
+                guard = self.guards.setdefault(
+                    index, StreamGuard(self._check, holdback=self._holdback)
+                )
+                if choice.get("finish_reason"):
+                    self.finish[index] = choice["finish_reason"]
+                delta = choice.get("delta") if self.chat else None
+                text = choice.get("text") if not self.chat else (delta or {}).get("content")
+                for call in (delta or {}).get("tool_calls") or []:
+                    self._collect_tool_call(index, call)
+                if new and self.chat:
+                    yield self._event([self._part(index, "", True)])
+                if isinstance(text, str) and text:
+                    released = await guard.feed(text)
+                    if released:
+                        yield self._event([self._part(index, released, False)])
+        for index, guard in sorted(self.guards.items()):
+            released = await guard.finish()
+            if released:
+                yield self._event([self._part(index, released, False)])
+            calls = self._tool_calls(index)
+            if calls:
+                verdict = await self._check(json.dumps(calls))
+                self._tool_verdicts.append(verdict)
+                if verdict.blocked:
+                    raise StreamBlocked("tool call blocked by policy", verdict)
+                if verdict.sanitized_text is not None:
+                    raise StreamBlocked("tool call arguments would need redaction", verdict)
+                tool_delta = {"tool_calls": [{**c, "index": i} for i, c in enumerate(calls)]}
+                part = {"index": index, "delta": tool_delta, "finish_reason": None}
+                yield self._event([part])
+
+    def _collect_tool_call(self, index: int, call: dict[str, Any]) -> None:
+        slot = self.tools.setdefault(index, {}).setdefault(
+            int(call.get("index", 0) or 0), {"type": "function", "function": {"arguments": ""}}
+        )
+        if call.get("id"):
+            slot["id"] = call["id"]
+        function = call.get("function") or {}
+        if function.get("name"):
+            slot["function"]["name"] = function["name"]
+        slot["function"]["arguments"] += function.get("arguments") or ""
+
+    def _tool_calls(self, index: int) -> list[dict[str, Any]]:
+        return [call for _, call in sorted(self.tools.get(index, {}).items())]
+
+    def closing_event(self, audit_index: int | None, manifest: str | None) -> bytes:
+        """The last chunk of each choice (finish_reason); the manifest and the
+        audit index ride on it as extra fields the SDK keeps."""
+        parts = []
+        for index in sorted(self.guards):
+            reason = self.finish.get(index, "stop")
+            part: dict[str, Any] = {"index": index, "finish_reason": reason}
+            if self.chat:
+                part["delta"] = {}
+            else:
+                part["text"] = ""
+            parts.append(part)
+        extra: dict[str, Any] = {"mantlet_audit_index": audit_index}
+        if manifest:
+            extra["mantlet_provenance"] = manifest
+        return self._event(parts, **extra)
+
+    def texts(self) -> list[str]:
+        return [guard.released for _, guard in sorted(self.guards.items())]
+
+    def verdicts(self) -> list[Verdict]:
+        found = [g.last_verdict for _, g in sorted(self.guards.items()) if g.last_verdict]
+        return found + self._tool_verdicts
+
+    def answer(self) -> dict[str, Any]:
+        """What the caller received, as one object (for the audit digest)."""
+        tools = {str(i): self._tool_calls(i) for i in self.tools}
+        return {**self.base, "choices": self.texts(), "tool_calls": tools}
 
 
 async def _guard_texts(gateway: Gateway, texts: list[str], tenant: str) -> tuple[list[str], Action]:
@@ -798,7 +1051,13 @@ def _verdict_summary(verdict: Verdict) -> dict[str, Any]:
 
 
 def _request_record(
-    request: Request, route: str, status: int, response_sha256: str | None, error: str | None = None
+    request: Request,
+    route: str,
+    status: int,
+    response_sha256: str | None,
+    error: str | None = None,
+    *,
+    verdicts: list[Verdict] | None = None,
 ) -> dict[str, Any]:
     state = request.state
     principal: Principal | None = getattr(state, "principal", None)
@@ -817,7 +1076,10 @@ def _request_record(
         "role": principal.role if principal else None,
         "model": getattr(state, "model", None),
         "upstream": getattr(state, "upstream", None),
-        "decisions": [_verdict_summary(v) for v in _VERDICTS.get() or []],
+        "decisions": [
+            _verdict_summary(v)
+            for v in (verdicts if verdicts is not None else _VERDICTS.get() or [])
+        ],
         "tokens": getattr(state, "usage", None),
         "latency_ms": {
             "total": round((time.perf_counter() - started) * 1000, 3),

@@ -148,6 +148,13 @@ class GatewaySettings(BaseModel):
         description="Add a random canary to each chat request's system prompt; an answer"
         " that contains it (or an encoding of it) is a system-prompt leak.",
     )
+    stream_holdback_chars: int = Field(
+        256,
+        ge=16,
+        le=65536,
+        description="Streamed answers: characters held back until the guard has seen"
+        " what follows (longer than the longest secret you must catch).",
+    )
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")

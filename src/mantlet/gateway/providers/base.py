@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Protocol
 
 from mantlet.errors import MantletError
@@ -26,6 +26,63 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class StreamingProvider(Provider, Protocol):
+    """A provider that can also stream: yields OpenAI chunk objects
+    (``chat.completion.chunk`` or ``text_completion``), raising
+    ``ProviderError`` if the upstream fails."""
+
+    def stream(
+        self, endpoint: Endpoint, request: Mapping[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
+async def stream_chunks(
+    provider: Provider, endpoint: Endpoint, request: Mapping[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """Chunks from a streaming provider, or a finished answer cut into the
+    chunks a stream would have carried (so every provider can serve
+    ``stream: true``)."""
+    stream = getattr(provider, "stream", None)
+    if stream is not None:
+        async for chunk in stream(endpoint, request):
+            yield chunk
+        return
+    answer = await provider.send(endpoint, {**request, "stream": False})
+    for chunk in answer_to_chunks(answer):
+        yield chunk
+
+
+def answer_to_chunks(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    base = {k: answer[k] for k in ("id", "created", "model") if k in answer}
+    chat = answer.get("object") != "text_completion"
+    base["object"] = "chat.completion.chunk" if chat else "text_completion"
+    chunks: list[dict[str, Any]] = []
+    for choice in answer.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        index = choice.get("index", 0)
+        if chat:
+            message = choice.get("message") or {}
+            delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+            if message.get("tool_calls"):
+                delta["tool_calls"] = [
+                    {**call, "index": i} for i, call in enumerate(message["tool_calls"])
+                ]
+            part: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": None}
+        else:
+            part = {"index": index, "text": choice.get("text", ""), "finish_reason": None}
+        chunks.append({**base, "choices": [part]})
+        end: dict[str, Any] = {"index": index, "finish_reason": choice.get("finish_reason")}
+        if chat:
+            end["delta"] = {}
+        else:
+            end["text"] = ""
+        chunks.append({**base, "choices": [end]})
+    if isinstance(answer.get("usage"), dict):
+        chunks.append({**base, "choices": [], "usage": answer["usage"]})
+    return chunks
 
 
 def build_provider(settings: Any) -> Provider:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from mantlet.gateway.providers.base import Endpoint, ProviderError
@@ -90,6 +90,32 @@ class EchoProvider:
                 "usage": _usage(" ".join(map(str, inputs))),
             }
         raise ProviderError(f"upstream {self.name!r} does not serve {endpoint}")
+
+    async def stream(
+        self, endpoint: Endpoint, request: Mapping[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The answer in small pieces, as a model would stream it (tests use
+        this to split secrets across chunks)."""
+        from mantlet.gateway.providers.base import answer_to_chunks
+
+        answer = await self.send(endpoint, request)
+        size = max(1, int(request.get("echo_chunk_chars", 3) or 3))
+        for chunk in answer_to_chunks(answer):
+            choices = chunk.get("choices") or []
+            piece = choices[0] if choices else {}
+            key = "text" if "text" in piece else "content"
+            holder = piece if key == "text" else piece.get("delta", {})
+            text = holder.get(key) or ""
+            if len(text) <= size:
+                yield chunk
+                continue
+            for start in range(0, len(text), size):
+                part = {**holder, key: text[start : start + size]}
+                if start and key == "content":
+                    part.pop("role", None)
+                    part.pop("tool_calls", None)
+                choice = {**piece, key: part[key]} if key == "text" else {**piece, "delta": part}
+                yield {**chunk, "choices": [choice]}
 
     async def aclose(self) -> None:
         return None

@@ -8,13 +8,14 @@ was sent, and 502/503/504 answers from a proxy in front of the model.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
-from mantlet.gateway.providers.base import Endpoint, ProviderError
+from mantlet.gateway.providers.base import Endpoint, ProviderError, answer_to_chunks
 
 _RETRY_STATUSES = {502, 503, 504}
 
@@ -65,6 +66,65 @@ class OpenAICompatibleProvider:
                         raise ProviderError(f"upstream {self.name!r} sent an unexpected body")
                     return data
             await asyncio.sleep(0.2 * 2**attempt)
+        raise ProviderError(f"upstream {self.name!r} kept failing")
+
+    async def stream(
+        self, endpoint: Endpoint, request: Mapping[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Server-sent events from the upstream, one parsed chunk at a time.
+        Connection failures before the first byte are retried like ``send``."""
+        body = {**request, "stream": True}
+        if endpoint == "chat/completions":
+            body["stream_options"] = {"include_usage": True}
+        for attempt in range(self._retries + 1):
+            try:
+                async with self._client.stream("POST", f"/{endpoint}", json=body) as response:
+                    if response.status_code in _RETRY_STATUSES and attempt < self._retries:
+                        await asyncio.sleep(0.2 * 2**attempt)
+                        continue
+                    if response.status_code >= 400:
+                        raise ProviderError(
+                            f"upstream {self.name!r} answered HTTP {response.status_code}"
+                        )
+                    if "json" in response.headers.get("content-type", ""):
+                        # The upstream ignored `stream`: a whole answer is fine too.
+                        try:
+                            answer = json.loads(await response.aread())
+                        except ValueError:
+                            raise ProviderError(
+                                f"upstream {self.name!r} sent invalid JSON"
+                            ) from None
+                        if not isinstance(answer, dict):
+                            raise ProviderError(f"upstream {self.name!r} sent an unexpected body")
+                        for chunk in answer_to_chunks(answer):
+                            yield chunk
+                        return
+                    async for line in response.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            return
+                        try:
+                            chunk = json.loads(data)
+                        except ValueError:
+                            raise ProviderError(
+                                f"upstream {self.name!r} sent an invalid stream event"
+                            ) from None
+                        if not isinstance(chunk, dict) or "error" in chunk:
+                            raise ProviderError(f"upstream {self.name!r} reported a stream error")
+                        yield chunk
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt == self._retries:
+                    raise ProviderError(
+                        f"upstream {self.name!r} unreachable ({type(exc).__name__})"
+                    ) from None
+                await asyncio.sleep(0.2 * 2**attempt)
+            except httpx.HTTPError as exc:
+                raise ProviderError(
+                    f"upstream {self.name!r} failed ({type(exc).__name__})"
+                ) from None
         raise ProviderError(f"upstream {self.name!r} kept failing")
 
     async def aclose(self) -> None:

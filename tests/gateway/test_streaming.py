@@ -1,0 +1,179 @@
+"""Incremental guarded streaming: text is released as it arrives, a secret
+split across upstream chunks never reaches the client, and a block
+mid-stream ends the stream with an error event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+
+from mantlet.core.types import Action, Finding, Side, Verdict
+from mantlet.gateway import GatewaySettings, create_app
+from mantlet.gateway.keys import KeyStore
+from mantlet.gateway.streaming import StreamBlocked, StreamGuard
+
+SECRET = b"s" * 32
+AWS_KEY_ID = "AKIA" + "Q3EGRIMNDTZ4PVBX"  # shaped like a key id; not a real one
+FILLER = "The weather report for the coming week looks calm and mild everywhere. " * 8
+
+
+class ScriptedStream:
+    """An upstream that streams the given pieces of text, as a model would."""
+
+    def __init__(self, pieces: list[str], name: str = "scripted") -> None:
+        self.name = name
+        self.pieces = pieces
+        self.produced = 0
+
+    async def send(self, endpoint: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise AssertionError("streaming requests must use stream()")
+
+    async def stream(self, endpoint: str, request: Mapping[str, Any]) -> AsyncIterator[dict]:
+        base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+        for piece in self.pieces:
+            self.produced += 1
+            await asyncio.sleep(0)
+            yield {**base, "choices": [{"index": 0, "delta": {"content": piece}}]}
+        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12},
+        }
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def keys() -> Iterator[KeyStore]:
+    store = KeyStore("sqlite://", SECRET)
+    yield store
+    store.close()
+
+
+def client_with(keys: KeyStore, provider: ScriptedStream, **extra: Any) -> TestClient:
+    settings = GatewaySettings.model_validate(
+        {
+            "upstreams": [{"name": provider.name, "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": [provider.name]}],
+            "audit": {"checkpoint_interval_s": 0},
+            **extra,
+        }
+    )
+    return TestClient(create_app(settings, keys=keys, providers={provider.name: provider}))
+
+
+def sse_events(response: Any) -> list[dict[str, Any]]:
+    events = []
+    for line in response.text.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            events.append(json.loads(line[6:]))
+    return events
+
+
+def test_a_secret_split_across_chunks_never_reaches_the_client(keys: KeyStore) -> None:
+    key, _ = keys.create(tenant="acme", role="app")
+    pieces = [FILLER, "the deploy key id is AK", "IAQ3EGRI", "MNDTZ4P", "VBX, ", FILLER]
+    with client_with(keys, ScriptedStream(pieces)) as client:
+        sdk = openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=client)
+        chunks = list(
+            sdk.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "report"}], stream=True
+            )
+        )
+    deltas = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    text = "".join(deltas)
+    assert AWS_KEY_ID not in text
+    assert not any(p in d for d in deltas for p in ("AKIAQ3", "Q3EGRIMN", "MNDTZ4P"))
+    assert "<AWS_ACCESS_KEY_ID_1>" in text
+    assert text.startswith(FILLER) and text.endswith(FILLER)
+    assert sum(1 for d in deltas if d) >= 3  # released in several pieces, not one
+
+
+def test_text_is_released_before_the_upstream_finishes(keys: KeyStore) -> None:
+    key, _ = keys.create(tenant="acme", role="app")
+    provider = ScriptedStream([FILLER[i : i + 40] for i in range(0, len(FILLER), 40)] * 3)
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    released_at: list[int] = []
+    with (
+        client_with(keys, provider) as client,
+        client.stream(
+            "POST", "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                content = (event.get("choices") or [{}])[0].get("delta", {}).get("content")
+                if content:
+                    released_at.append(provider.produced)
+    assert released_at and released_at[0] < len(provider.pieces)  # the first text came early
+
+
+def test_a_block_mid_stream_ends_with_an_error_event(keys: KeyStore) -> None:
+    key, _ = keys.create(tenant="acme", role="app")
+    # The strict profile blocks secrets in answers.
+    provider = ScriptedStream([FILLER, f"and the key is {AWS_KEY_ID}. ", FILLER, FILLER])
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    with client_with(keys, provider, policy="strict") as client:
+        response = client.post(
+            "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+        )
+        sdk = openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=client)
+        with pytest.raises(openai.APIError):
+            for _ in sdk.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "go"}], stream=True
+            ):
+                pass
+    events = sse_events(response)
+    assert events[-1]["error"]["code"] == "content_blocked"
+    sent = "".join(
+        (e.get("choices") or [{}])[0].get("delta", {}).get("content") or "" for e in events[:-1]
+    )
+    assert AWS_KEY_ID not in sent and "AKIA" not in sent
+    assert "[DONE]" not in response.text
+
+
+async def _redacting_check(text: str) -> Verdict:
+    """A stand-in pipeline: redacts the word 'secretvalue'."""
+    findings = []
+    start = text.find("secretvalue")
+    if start >= 0:
+        findings.append(Finding("t", "WORD", start, start + 11, 1.0, action=Action.REDACT))
+    sanitized = text.replace("secretvalue", "<WORD_1>") if findings else None
+    action = Action.REDACT if findings else Action.ALLOW
+    return Verdict(action, Side.OUTPUT, tuple(findings), sanitized_text=sanitized)
+
+
+async def test_the_guard_never_cuts_through_a_finding() -> None:
+    guard = StreamGuard(_redacting_check, holdback=8, step=1)
+    out = ""
+    for piece in ["x" * 30, " secret", "value", " and more text here", " end"]:
+        out += await guard.feed(piece)
+        assert "secret" not in out or "secretvalue" not in out
+        assert not out.endswith(("secret", "secretv", "secretva"))
+    out += await guard.finish()
+    assert out == "x" * 30 + " <WORD_1> and more text here end"
+
+
+async def test_an_unclosed_pem_block_is_held_until_it_closes() -> None:
+    guard = StreamGuard(_redacting_check, holdback=8, step=1)
+    out = await guard.feed("intro text -----BEGIN PRIVATE KEY-----\n" + "A" * 200)
+    assert "BEGIN" not in out and out.startswith("intro")
+
+
+async def test_blocking_verdicts_stop_the_guard() -> None:
+    async def block(text: str) -> Verdict:
+        return Verdict(Action.BLOCK, Side.OUTPUT)
+
+    guard = StreamGuard(block, holdback=8, step=1)
+    with pytest.raises(StreamBlocked):
+        await guard.feed("anything at all")
