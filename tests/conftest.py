@@ -154,7 +154,7 @@ def mantlet_cli(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def gateway_processes(config: Path, count: int) -> Iterator[list[str]]:
+def gateway_processes(config: Path, count: int, *extra: str) -> Iterator[list[str]]:
     """`count` separate `mantlet serve` processes on one config (a real
     multi-replica deployment on loopback); yields their base URLs."""
     import httpx
@@ -162,7 +162,17 @@ def gateway_processes(config: Path, count: int) -> Iterator[list[str]]:
     ports = [free_port() for _ in range(count)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _CLI, "serve", "--config", str(config), "--port", str(port)],
+            [
+                sys.executable,
+                "-c",
+                _CLI,
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                *extra,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -189,8 +199,8 @@ def gateway_processes(config: Path, count: int) -> Iterator[list[str]]:
 
 
 @pytest.fixture(scope="session")
-def replicas() -> Callable[[Path, int], contextlib.AbstractContextManager[list[str]]]:
-    """``with replicas(config_path, 2) as urls: ...``"""
+def replicas() -> Callable[..., contextlib.AbstractContextManager[list[str]]]:
+    """``with replicas(config_path, 2[, "--workers", "2"]) as urls: ...``"""
     return gateway_processes
 
 

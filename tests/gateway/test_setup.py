@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -105,3 +108,46 @@ def test_data_dir_option_and_environment_overrides(tmp_path: Path) -> None:
     assert overridden.port == 7
     with pytest.raises(ConfigError, match="port"):
         load_settings(None, environ={"MANTLET_PORT": "not-a-port"})
+
+
+def test_serve_with_several_workers_shares_one_state(
+    tmp_path: Path, replicas: Any, cli_process: Any
+) -> None:
+    """`mantlet serve --workers 2`: uvicorn worker processes built from the
+    same settings, one key store and one audit log between them."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "state"),
+                "upstreams": [{"name": "echo", "kind": "echo"}],
+                "routes": [{"model": "echo", "upstreams": ["echo"]}],
+                "audit": {"checkpoint_interval_s": 0},
+            }
+        )
+    )
+    key = json.loads(cli_process("keys", "create", "--config", str(config), "--json"))["key"]
+
+    def started_workers() -> int:
+        lines = cli_process("audit", "export", "--config", str(config)).splitlines()
+        records = [json.loads(line)["record"] for line in lines]
+        return sum(1 for r in records if r.get("action") == "config.loaded")
+
+    with replicas(config, 1, "--workers", "2") as (url,):
+        deadline = time.monotonic() + 60
+        while started_workers() < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert started_workers() == 2  # each worker records its start
+        statuses = {
+            httpx.post(
+                f"{url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                json={"model": "echo", "messages": [{"role": "user", "content": f"hi {i}"}]},
+                timeout=30,
+            ).status_code
+            for i in range(20)
+        }
+    assert statuses == {200}
+    report = json.loads(cli_process("audit", "verify", "--config", str(config), "--json"))
+    assert report["ok"] is True
+    assert report["records"] >= 22  # two starts, one key, twenty answers

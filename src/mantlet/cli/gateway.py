@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,31 +57,45 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Start the OpenAI-compatible gateway."""
+    import os
+
     import uvicorn
 
     from mantlet.gateway.app import bootstrap_admin_key, create_app
+    from mantlet.gateway.asgi import SETTINGS_VARIABLE, configure_access_log
     from mantlet.gateway.settings import load_settings
 
     settings = load_settings(config, overrides={"data_dir": data_dir, "host": host, "port": port})
-    # Access log: one JSON line per request on stderr (no bodies, no keys).
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("mantlet.gateway.access")
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    app = create_app(settings)
-    admin_key = bootstrap_admin_key(app.state.gateway.keys)
+    configure_access_log()
+    store = _store(config, data_dir)
+    admin_key = bootstrap_admin_key(store)
+    store.close()
     if admin_key:
         # Printed once, to the terminal only; it is stored as a keyed hash.
         stderr.print(f"[bold]bootstrap admin key (shown once):[/] {admin_key}", highlight=False)
     stderr.print(
         f"Mantlet gateway on http://{settings.host}:{settings.port}/v1 "
-        f"(policy {settings.policy}, models: {', '.join(r.model for r in settings.routes)})"
+        f"(policy {settings.policy}, models: {', '.join(r.model for r in settings.routes)}"
+        f"{f', {workers} workers' if workers > 1 else ''})"
     )
-    if workers > 1:
-        stderr.print("note: --workers > 1 needs a shared database; using 1 worker per process")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    if workers == 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        return
+    if settings.quotas.storage_uri.startswith("memory"):
+        stderr.print(
+            "note: rate limits and token budgets are counted per worker with memory://;"
+            " set quotas.storage_uri to redis://... to share them"
+        )
+    os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
+    uvicorn.run(
+        "mantlet.gateway.asgi:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+    )
 
 
 @keys_app.command("create")
