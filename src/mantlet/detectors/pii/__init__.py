@@ -1,0 +1,191 @@
+"""PII: structured identifiers (e-mail, phones, payment cards, IBANs, national
+IDs, addresses, ...) from a data table of RE2 patterns with checksums and
+context words, plus names, places and organizations from a per-language NER
+model when the policy enables one.
+
+One RE2 set pass tells which rows match anywhere; only those rows run again
+for their spans, so the cost stays close to one linear pass over the text.
+Findings carry offsets, never the matched value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mantlet.core.registry import register
+from mantlet.core.types import Finding, ScanContext, Side
+from mantlet.detectors._options import parse_options
+from mantlet.detectors._spans import strongest_per_region
+from mantlet.detectors.pii.ner import ENTITIES, NerBackend, load_backend
+from mantlet.detectors.pii.rules import (
+    CompiledRule,
+    RuleSet,
+    builtin_rules,
+    compile_rules,
+    parse_rules,
+)
+from mantlet.errors import ConfigError
+
+__all__ = ["PiiDetector", "PiiOptions"]
+
+_BEFORE, _AFTER = 48, 24
+# Python's `re` on a bounded window (at most 72 characters), never the input.
+_WORD = re.compile(r"[\w#.@/-]+")
+
+
+class PiiOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ner: str | None = Field(
+        None,
+        description="Language of the NER model for PERSON/LOCATION/ORGANIZATION "
+        "(e.g. 'en', needs mantlet[pii]); null: structured entities only.",
+    )
+    entities: list[str] | None = Field(
+        None, description="Finding kinds to report (default: all)."
+    )
+    disabled_rules: list[str] = Field(default_factory=list, description="Rule ids to skip.")
+    extra_rules: list[dict[str, Any]] = Field(
+        default_factory=list, description="Additional rows in the rules.yaml schema."
+    )
+    context_boost: float = Field(
+        0.25, ge=0.0, le=1.0, description="Score added by a context word near a match."
+    )
+
+
+class PiiDetector:
+    name = "pii"
+    sides = Side.BOTH
+
+    def __init__(self, options: PiiOptions | None = None) -> None:
+        self.options = options = options or PiiOptions()
+        known = {r.id for r in builtin_rules()}
+        unknown = sorted(set(options.disabled_rules) - known)
+        if unknown:
+            raise ConfigError(f"invalid options for detector 'pii': unknown rule(s) {unknown}")
+        extra = parse_rules(options.extra_rules, "options.extra_rules")
+        clashes = sorted(known.intersection(r.id for r in extra))
+        if clashes:
+            raise ConfigError(f"invalid options for detector 'pii': duplicate rule id(s) {clashes}")
+        wanted = set(options.entities) if options.entities is not None else None
+        rules = [
+            r
+            for r in (*builtin_rules(), *extra)
+            if r.id not in options.disabled_rules and (wanted is None or r.kind in wanted)
+        ]
+        self._rules: RuleSet = compile_rules(rules, "rules")
+        self._ner_language = options.ner
+        if options.ner is not None and wanted is not None and not wanted & set(ENTITIES):
+            self._ner_language = None
+        self._wanted = wanted
+        self._ner: NerBackend | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        kinds = {c.rule.kind for c in self._rules.rules}
+        if self._ner_language:
+            kinds.update(ENTITIES)
+        return sorted(kinds)
+
+    def warm_up(self) -> None:
+        """Load and verify the NER model now (the pipeline calls this at start-up)."""
+        if self._ner_language and self._ner is None:
+            self._ner = load_backend(self._ner_language)
+
+    def detect(self, text: str, context: ScanContext) -> list[Finding]:
+        findings = self._structured(text)
+        if self._ner_language and _may_name(text):
+            self.warm_up()
+            assert self._ner is not None
+            findings.extend(self._named(text, self._ner.entities(text)))
+        return strongest_per_region(findings)
+
+    def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Batch form of ``detect`` (the NER model runs batched): for bulk
+        data such as CSV columns and benchmarks."""
+        named: list[list[Any]] = [[] for _ in texts]
+        if self._ner_language:
+            self.warm_up()
+            assert self._ner is not None
+            named = self._ner.entities_many(texts)
+        return [
+            strongest_per_region([*self._structured(t), *self._named(t, spans)])
+            for t, spans in zip(texts, named, strict=True)
+        ]
+
+    # -- internals -----------------------------------------------------------
+
+    def _structured(self, text: str) -> list[Finding]:
+        # On ASCII text byte offsets are character offsets (no conversion per match).
+        subject: str | bytes = text.encode("ascii") if text.isascii() else text
+        rows = self._rules.matching(subject)
+        if not rows:
+            return []
+        lowered = text.lower()
+        findings: list[Finding] = []
+        for compiled in rows:
+            findings.extend(self._matches(compiled, text, lowered, subject))
+        return findings
+
+    def _matches(
+        self, compiled: CompiledRule, text: str, lowered: str, subject: str | bytes
+    ) -> Iterable[Finding]:
+        rule = compiled.rule
+        for match in compiled.regex.finditer(subject):
+            start, end = match.span(compiled.value_group)
+            if start < 0 or start == end:
+                continue
+            value = text[start:end]
+            score: float | None = rule.score
+            for validator in compiled.validators:
+                adjustment = validator(value)
+                if adjustment is None:
+                    score = None
+                    break
+                score += adjustment
+            if score is None:
+                continue
+            near = _window_words(lowered, start, end) if rule.context or rule.negative_context else ""
+            has_context = bool(rule.context) and _mentions(near, rule.context)
+            if rule.context_required and not has_context:
+                continue
+            if has_context:
+                score += self.options.context_boost
+            if rule.negative_context and _mentions(near, rule.negative_context):
+                score -= self.options.context_boost
+            score = min(1.0, max(0.0, score))
+            yield Finding(self.name, rule.kind, start, end, score, detail=rule.id)
+
+    def _named(self, text: str, spans: Iterable[Any]) -> list[Finding]:
+        wanted = self._wanted
+        return [
+            Finding(self.name, s.label, s.start, s.end, s.score, detail="ner")
+            for s in spans
+            if wanted is None or s.label in wanted
+        ]
+
+
+def _may_name(text: str) -> bool:
+    """Names need a capital letter (or a script without case); skip the model otherwise."""
+    return any(c.isupper() or (c.isalpha() and not c.islower()) for c in text)
+
+
+def _window_words(lowered: str, start: int, end: int) -> str:
+    before = lowered[max(0, start - _BEFORE) : start]
+    after = lowered[end : end + _AFTER]
+    return " " + " ".join(_WORD.findall(before)) + " | " + " ".join(_WORD.findall(after)) + " "
+
+
+def _mentions(window: str, words: Sequence[str]) -> bool:
+    """A context word counts at the start of a word (``phone`` in ``phone:``,
+    ``expir`` in ``expires``), never inside one (``cc`` in ``accept``)."""
+    return any(f" {w}" in window or f"-{w}" in window or f"/{w}" in window for w in words)
+
+
+@register("pii")
+def _factory(options: Mapping[str, Any]) -> PiiDetector:
+    return PiiDetector(parse_options(PiiOptions, options, "pii"))
