@@ -14,8 +14,8 @@ from rich.table import Table
 from mantlet.cli._common import guarded, print_json, stderr, stdout
 from mantlet.cli.scan import SideOption
 from mantlet.core.types import PartKind, Side
-from mantlet.evaluation.dataset import load_rows
 from mantlet.errors import ConfigError
+from mantlet.evaluation.dataset import load_rows
 from mantlet.evaluation.evaluate import evaluate
 from mantlet.evaluation.labels import defaults_for
 from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
@@ -80,7 +80,9 @@ def evaluate_command(
     loaded = load_policy(policy)
     default_options, aliases = defaults_for(detector)
     settings = loaded.detectors.get(detector)
-    options = {k: v for k, v in default_options.items() if not settings or k not in settings.options}
+    options = {
+        k: v for k, v in default_options.items() if not settings or k not in settings.options
+    }
     options.update(_pairs(option or [], "--option", as_json_value=True))
     aliases.update(_pairs(label_map or [], "--label-map", as_json_value=False))
     with Progress(

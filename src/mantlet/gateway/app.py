@@ -32,6 +32,7 @@ from mantlet.gateway.errors import GatewayError, error_response, install_handler
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
 from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
+from mantlet.gateway.pseudonymize import GatewayPrivacy
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.tokens import TokenVerifier
@@ -60,6 +61,7 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     routes: dict[str, list[str]] = field(default_factory=dict)
     upstream_models: dict[str, str] = field(default_factory=dict)
+    privacy: GatewayPrivacy | None = None
 
     async def check_input(self, content: Any, tenant: str) -> Verdict:
         verdict = await self.shield.acheck_input(content, tenant=tenant)
@@ -142,6 +144,7 @@ def create_app(
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
         upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
+        privacy=GatewayPrivacy(settings.privacy, settings.data_dir) if settings.privacy else None,
     )
 
     @asynccontextmanager
@@ -330,6 +333,9 @@ def create_app(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
         _check_count(messages, settings.max_messages, "messages")
+        if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
+            conversation = gateway.privacy.conversation(request, principal.tenant)
+            messages = await gateway.privacy.pseudonymize(messages, conversation)
         verdict_in = await gateway.check_input(messages, tenant=principal.tenant)
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
@@ -342,6 +348,8 @@ def create_app(
         upstream_body = {**body, "messages": sanitized}
         answer = await forward(request, principal, "chat/completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
+        if gateway.privacy:
+            gateway.privacy.restore(answer, conversation)
         return reply(answer, stream, (verdict_in.action, verdict_out))
 
     async def guarded_texts(

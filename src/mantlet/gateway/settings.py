@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mantlet.errors import ConfigError
+from mantlet.gateway.pseudonymize import PrivacySettings
 
 
 class UpstreamSettings(BaseModel):
@@ -98,6 +99,9 @@ class GatewaySettings(BaseModel):
         " that contains it (or an encoding of it) is a system-prompt leak.",
     )
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    privacy: PrivacySettings | None = Field(
+        None, description="Reversible pseudonymization of PII in chat requests."
+    )
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(
         default_factory=lambda: [

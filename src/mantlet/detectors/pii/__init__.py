@@ -45,9 +45,7 @@ class PiiOptions(BaseModel):
         description="Language of the NER model for PERSON/LOCATION/ORGANIZATION "
         "(e.g. 'en', needs mantlet[pii]); null: structured entities only.",
     )
-    entities: list[str] | None = Field(
-        None, description="Finding kinds to report (default: all)."
-    )
+    entities: list[str] | None = Field(None, description="Finding kinds to report (default: all).")
     disabled_rules: list[str] = Field(default_factory=list, description="Rule ids to skip.")
     extra_rules: list[dict[str, Any]] = Field(
         default_factory=list, description="Additional rows in the rules.yaml schema."
@@ -139,17 +137,12 @@ class PiiDetector:
             start, end = match.span(compiled.value_group)
             if start < 0 or start == end:
                 continue
-            value = text[start:end]
-            score: float | None = rule.score
-            for validator in compiled.validators:
-                adjustment = validator(value)
-                if adjustment is None:
-                    score = None
-                    break
-                score += adjustment
+            score = _validated(compiled, text[start:end])
             if score is None:
                 continue
-            near = _window_words(lowered, start, end) if rule.context or rule.negative_context else ""
+            near = (
+                _window_words(lowered, start, end) if rule.context or rule.negative_context else ""
+            )
             has_context = bool(rule.context) and _mentions(near, rule.context)
             if rule.context_required and not has_context:
                 continue
@@ -167,6 +160,16 @@ class PiiDetector:
             for s in spans
             if wanted is None or s.label in wanted
         ]
+
+
+def _validated(compiled: CompiledRule, value: str) -> float | None:
+    score = compiled.rule.score
+    for validator in compiled.validators:
+        adjustment = validator(value)
+        if adjustment is None:
+            return None
+        score += adjustment
+    return score
 
 
 def _may_name(text: str) -> bool:

@@ -213,7 +213,9 @@ def es_dni(value: str) -> float | None:
     return 0.0 if _DNI_LETTERS[int(body) % 23] == letter else None
 
 
-_CF_ODD = [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23]
+# Values of A..Z / 0..9 in odd positions (Decreto Ministeriale 23/12/1976).
+_CF_ODD: tuple[int, ...] = (1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12)
+_CF_ODD += (14, 16, 10, 22, 25, 24, 23)
 
 
 def it_fiscal_code(value: str) -> float | None:
@@ -313,7 +315,9 @@ def phone(value: str) -> float | None:
         return None
     if value.lstrip().startswith(("+", "00")):
         try:
-            parsed = phonenumbers.parse(value.replace("00", "+", 1) if value.startswith("00") else value)
+            parsed = phonenumbers.parse(
+                value.replace("00", "+", 1) if value.startswith("00") else value
+            )
         except phonenumbers.NumberParseException:
             return None
         if phonenumbers.is_valid_number(parsed):
