@@ -146,10 +146,11 @@ class PiiDetector:
             has_context = bool(rule.context) and _mentions(near, rule.context)
             if rule.context_required and not has_context:
                 continue
-            if has_context:
-                score += self.options.context_boost
+            # A negative word (an order number, a licence) outweighs a positive one.
             if rule.negative_context and _mentions(near, rule.negative_context):
                 score -= self.options.context_boost
+            elif has_context:
+                score += self.options.context_boost
             score = min(1.0, max(0.0, score))
             yield Finding(self.name, rule.kind, start, end, score, detail=rule.id)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import re
 from collections.abc import Callable
 
 Validator = Callable[[str], float | None]
@@ -298,6 +299,9 @@ def date_value(value: str) -> float | None:
     return 0.0
 
 
+# Python's `re` on one bounded candidate (a phone number is at most ~30 characters).
+_ISO_DATE = re.compile(r"(?:19|20)\d{2}-[01]\d-[0-3]\d")
+
 # Regions tried for numbers written without a country code; order matters
 # only for speed (the first region where the number is valid wins).
 _REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "AU", "CA", "IN", "IE", "PL", "SE")
@@ -310,8 +314,10 @@ def phone(value: str) -> float | None:
     the row's base; neither rejects."""
     import phonenumbers  # deferred: its metadata is a large import
 
-    digits = sum(c.isdigit() for c in value)
-    if not 7 <= digits <= 15:
+    number, _, _ = value.partition("x")
+    number = number.partition("ext")[0]
+    digits = sum(c.isdigit() for c in number)
+    if not 7 <= digits <= 15 or _ISO_DATE.match(number):
         return None
     if value.lstrip().startswith(("+", "00")):
         try:
