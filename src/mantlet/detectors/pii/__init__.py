@@ -140,17 +140,13 @@ class PiiDetector:
             score = _validated(compiled, text[start:end])
             if score is None:
                 continue
-            near = (
-                _window_words(lowered, start, end) if rule.context or rule.negative_context else ""
-            )
-            has_context = bool(rule.context) and _mentions(near, rule.context)
-            if rule.context_required and not has_context:
+            if compiled.has_context:
+                verdict = _context(lowered, start, end, rule.context, rule.negative_context)
+                if rule.context_required and verdict <= 0:
+                    continue
+                score += verdict * self.options.context_boost
+            elif rule.context_required:
                 continue
-            # A negative word (an order number, a licence) outweighs a positive one.
-            if rule.negative_context and _mentions(near, rule.negative_context):
-                score -= self.options.context_boost
-            elif has_context:
-                score += self.options.context_boost
             score = min(1.0, max(0.0, score))
             yield Finding(self.name, rule.kind, start, end, score, detail=rule.id)
 
@@ -178,16 +174,29 @@ def _may_name(text: str) -> bool:
     return any(c.isupper() or (c.isalpha() and not c.islower()) for c in text)
 
 
-def _window_words(lowered: str, start: int, end: int) -> str:
-    before = lowered[max(0, start - _BEFORE) : start]
-    after = lowered[end : end + _AFTER]
-    return " " + " ".join(_WORD.findall(before)) + " | " + " ".join(_WORD.findall(after)) + " "
-
-
-def _mentions(window: str, words: Sequence[str]) -> bool:
-    """A context word counts at the start of a word (``phone`` in ``phone:``,
-    ``expir`` in ``expires``), never inside one (``cc`` in ``accept``)."""
-    return any(f" {w}" in window or f"-{w}" in window or f"/{w}" in window for w in words)
+def _context(
+    lowered: str, start: int, end: int, positive: Sequence[str], negative: Sequence[str]
+) -> int:
+    """+1 when the context word nearest the match is a positive one, -1 when
+    it is a negative one (an order number, a licence), 0 when there is none.
+    Words count at the start of a word (``phone`` in ``phone:``, ``expir`` in
+    ``expires``), never inside one (``cc`` in ``accept``)."""
+    before = " " + " ".join(_WORD.findall(lowered[max(0, start - _BEFORE) : start])) + " "
+    after = " " + " ".join(_WORD.findall(lowered[end : end + _AFTER])) + " "
+    best_distance, verdict = None, 0
+    for words, sign in ((positive, 1), (negative, -1)):
+        for word in words:
+            at = before.rfind(" " + word)
+            if at >= 0:
+                distance = len(before) - at
+                if best_distance is None or distance < best_distance:
+                    best_distance, verdict = distance, sign
+            at = after.find(" " + word)
+            if at >= 0:
+                distance = at + 2 * _AFTER  # a word after the match counts for less
+                if best_distance is None or distance < best_distance:
+                    best_distance, verdict = distance, sign
+    return verdict
 
 
 @register("pii")

@@ -57,6 +57,10 @@ class CompiledRule:
     validators: tuple[Validator, ...]
     value_group: int  # 0 (the whole match) when the pattern has no `value` group
 
+    @property
+    def has_context(self) -> bool:
+        return bool(self.rule.context or self.rule.negative_context)
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
