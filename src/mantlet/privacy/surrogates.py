@@ -88,7 +88,9 @@ def fake_value(kind: str, value: str, key: bytes, attempt: int) -> str:
         return f"{_FIRST[draw(len(_FIRST))].lower()}.{_LAST[draw(len(_LAST))].lower()}@example.com"
     salt = f"{attempt}"
     if kind == "CREDIT_CARD":
-        return _fix_luhn(format_preserving(value, key, salt))
+        # Keep the network digit (4: Visa, 5: Mastercard, ...) so the fake still
+        # reads as a card of that network; the rest is keyed-random, Luhn-valid.
+        return _fix_luhn(value[0] + format_preserving(value, key, salt)[1:])
     return format_preserving(value, key, salt)
 
 
