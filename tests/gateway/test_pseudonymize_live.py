@@ -75,8 +75,12 @@ def echo_upstream(seen: list[str]) -> FastAPI:
     return upstream
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, list[str]]]:
+@pytest.fixture(scope="module", params=["placeholder", "fake"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, list[str]]]:
+    """The default (balanced) policy also redacts PII on input: with realistic
+    fakes the gateway must keep it from redacting the surrogates."""
     seen: list[str] = []
     with LiveServer(echo_upstream(seen)) as upstream:
         state = tmp_path_factory.mktemp("state")
@@ -85,13 +89,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, l
                 "data_dir": str(state),
                 "upstreams": [{"name": "up", "kind": "openai", "base_url": upstream.url}],
                 "routes": [{"model": "small", "upstreams": ["up"]}],
-                "privacy": {"style": "placeholder"},
+                "privacy": {"style": request.param},
             }
         )
         app = create_app(settings)
         key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
         with LiveServer(app) as gateway:
             yield gateway.url, key, seen
+        app.state.gateway.privacy.close()
 
 
 def test_round_trip_restores_the_original_and_the_upstream_never_sees_pii(
@@ -106,7 +111,7 @@ def test_round_trip_restores_the_original_and_the_upstream_never_sees_pii(
     upstream_saw = seen[-1]
     for value in ("jane.roe@example.org", "4111 1111 1111 1111", "GB82 WEST"):
         assert value not in upstream_saw
-    assert "<EMAIL_ADDRESS_1>" in upstream_saw and "<CREDIT_CARD_1>" in upstream_saw
+    assert "<EMAIL_ADDRESS_1>" in upstream_saw or "@example.com" in upstream_saw  # surrogate
 
 
 def test_streamed_answer_is_restored_too(live: tuple[str, str, list[str]]) -> None:
@@ -135,5 +140,7 @@ def test_conversation_header_keeps_surrogates_stable_across_requests(
             model="small", messages=[{"role": "user", "content": content}]
         )
         assert answer.choices[0].message.content == content
-    assert "<EMAIL_ADDRESS_2>" in seen[-1] and "<EMAIL_ADDRESS_1>" in seen[-1]
-    assert seen[-1].index("<EMAIL_ADDRESS_2>") < seen[-1].index("<EMAIL_ADDRESS_1>")
+    first, second = seen[-2], seen[-1]
+    assert "bob@example.com" not in second and "alice@example.com" not in second
+    bob = first.split("first: ")[1].split("'")[0]  # bob's surrogate in the first request
+    assert second.count(bob) == 1  # the same surrogate again in the second request

@@ -63,8 +63,10 @@ class Gateway:
     upstream_models: dict[str, str] = field(default_factory=dict)
     privacy: GatewayPrivacy | None = None
 
-    async def check_input(self, content: Any, tenant: str) -> Verdict:
-        verdict = await self.shield.acheck_input(content, tenant=tenant)
+    async def check_input(
+        self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
+    ) -> Verdict:
+        verdict = await self.shield.acheck_input(content, tenant=tenant, metadata=metadata)
         self.metrics.observe_verdict(verdict)
         return verdict
 
@@ -333,10 +335,12 @@ def create_app(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
         _check_count(messages, settings.max_messages, "messages")
+        privacy_metadata = None
         if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
             conversation = gateway.privacy.conversation(request, principal.tenant)
             messages = await gateway.privacy.pseudonymize(messages, conversation)
-        verdict_in = await gateway.check_input(messages, tenant=principal.tenant)
+            privacy_metadata = gateway.privacy.shield_metadata(conversation)
+        verdict_in = await gateway.check_input(messages, principal.tenant, privacy_metadata)
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
         sanitized = list(verdict_in.sanitized_messages or messages)

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mantlet.detectors.pii import PiiDetector, PiiOptions
+from mantlet.detectors.pii import SURROGATES_KEY, PiiDetector, PiiOptions
 from mantlet.privacy import Pseudonymizer, Restorer, SurrogateStyle, Vault, load_or_create_key
 
 CONVERSATION_HEADER = "x-mantlet-conversation"
@@ -65,6 +65,11 @@ class GatewayPrivacy:
         return await asyncio.to_thread(
             self.pseudonymizer.pseudonymize_messages, messages, conversation
         )
+
+    def shield_metadata(self, conversation: str) -> dict[str, Any]:
+        """Tells the policy's PII detector which spans are surrogates, so it
+        does not redact them irreversibly."""
+        return {SURROGATES_KEY: sorted(self.vault.mapping(conversation))}
 
     def restore(self, answer: dict[str, Any], conversation: str) -> None:
         """Restores surrogates in every choice of a chat or text answer, in place."""

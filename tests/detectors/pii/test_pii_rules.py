@@ -174,3 +174,11 @@ def test_long_hostile_input_stays_linear() -> None:
     started = time.perf_counter()
     DETECTOR.detect(text, CTX)
     assert time.perf_counter() - started < 5
+
+
+def test_surrogates_named_in_the_context_are_not_reported() -> None:
+    from mantlet.detectors.pii import SURROGATES_KEY
+
+    text = "mail alex.hart@example.com or jane@example.org"
+    context = ScanContext(metadata={SURROGATES_KEY: ["alex.hart@example.com"]})
+    assert [text[f.start : f.end] for f in DETECTOR.detect(text, context)] == ["jane@example.org"]

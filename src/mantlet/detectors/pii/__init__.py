@@ -30,9 +30,12 @@ from mantlet.detectors.pii.rules import (
 )
 from mantlet.errors import ConfigError
 
-__all__ = ["PiiDetector", "PiiOptions"]
+__all__ = ["SURROGATES_KEY", "PiiDetector", "PiiOptions"]
 
 _BEFORE, _AFTER = 48, 24
+# ScanContext.metadata key: surrogates a pseudonymizer put in the text (its
+# realistic fakes look like PII; redacting them would make them unrestorable).
+SURROGATES_KEY = "pii_surrogates"
 # Python's `re` on a bounded window (at most 72 characters), never the input.
 _WORD = re.compile(r"[\w#.@/-]+")
 
@@ -100,6 +103,9 @@ class PiiDetector:
             self.warm_up()
             assert self._ner is not None
             findings.extend(self._named(text, self._ner.entities(text)))
+        surrogates = context.metadata.get(SURROGATES_KEY)
+        if surrogates:
+            findings = _outside(findings, _occurrences(text, surrogates))
         return strongest_per_region(findings)
 
     def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
@@ -167,6 +173,20 @@ def _validated(compiled: CompiledRule, value: str) -> float | None:
             return None
         score += adjustment
     return score
+
+
+def _occurrences(text: str, surrogates: Iterable[str]) -> list[tuple[int, int]]:
+    spans = []
+    for surrogate in surrogates:
+        at = text.find(surrogate) if surrogate else -1
+        while at >= 0:
+            spans.append((at, at + len(surrogate)))
+            at = text.find(surrogate, at + 1)
+    return spans
+
+
+def _outside(findings: list[Finding], spans: list[tuple[int, int]]) -> list[Finding]:
+    return [f for f in findings if not any(f.start < e and s < f.end for s, e in spans)]
 
 
 def _may_name(text: str) -> bool:
