@@ -116,8 +116,18 @@ def load() -> SpacyNer:
     root = model_dir()
     verify(root)
     import spacy  # deferred: a heavy import, only for policies that enable NER
+    from spacy.util import registry
 
-    return SpacyNer(spacy.load(root, exclude=_EXCLUDE))
+    # spaCy imports every installed package's `spacy_factories` entry point on
+    # each Language(); the pinned model needs none of them, and importing
+    # third-party plugins (Presidio's pulls in transformers: seconds) is
+    # neither fast nor something a verified model load should do.
+    plugins = registry._entry_point_factories
+    previous, plugins.entry_points = plugins.entry_points, False
+    try:
+        return SpacyNer(spacy.load(root, exclude=_EXCLUDE))
+    finally:
+        plugins.entry_points = previous
 
 
 if __name__ == "__main__":  # pragma: no cover - prints digests to record above
