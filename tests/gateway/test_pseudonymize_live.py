@@ -75,7 +75,17 @@ def echo_upstream(seen: list[str]) -> FastAPI:
     return upstream
 
 
-@pytest.fixture(scope="module", params=["placeholder", "fake"])
+BOTH_SIDES_POLICY = """
+version: 1
+extends: balanced
+detectors:
+  pii:
+    action: redact
+    sides: both
+"""
+
+
+@pytest.fixture(scope="module", params=["placeholder", "fake", "fake+pii-on-output"])
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str, list[str]]]:
@@ -84,12 +94,15 @@ def live(
     seen: list[str] = []
     with LiveServer(echo_upstream(seen)) as upstream:
         state = tmp_path_factory.mktemp("state")
+        policy = state / "policy.yaml"
+        policy.write_text(BOTH_SIDES_POLICY)
         settings = GatewaySettings.model_validate(
             {
                 "data_dir": str(state),
+                "policy": str(policy) if "output" in request.param else "balanced",
                 "upstreams": [{"name": "up", "kind": "openai", "base_url": upstream.url}],
                 "routes": [{"model": "small", "upstreams": ["up"]}],
-                "privacy": {"style": request.param},
+                "privacy": {"style": request.param.split("+")[0]},
             }
         )
         app = create_app(settings)

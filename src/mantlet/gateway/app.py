@@ -335,7 +335,7 @@ def create_app(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
         _check_count(messages, settings.max_messages, "messages")
-        privacy_metadata = None
+        privacy_metadata: dict[str, Any] = {}
         if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
             conversation = gateway.privacy.conversation(request, principal.tenant)
             messages = await gateway.privacy.pseudonymize(messages, conversation)
@@ -344,7 +344,7 @@ def create_app(
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
         sanitized = list(verdict_in.sanitized_messages or messages)
-        metadata: dict[str, Any] = {}
+        metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
         if settings.canary:
             canary = make_canary()
             sanitized = _with_canary(sanitized, canary)

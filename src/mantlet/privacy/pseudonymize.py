@@ -4,6 +4,7 @@ or chunk by chunk while it streams."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ class Pseudonymizer:
         self.style = style
         self.threshold = threshold
         self._fake_key = fake_key
+        # Numbering reads then writes the vault: serialized, so two concurrent
+        # requests of one conversation never give two values one surrogate.
+        self._lock = threading.Lock()
 
     # -- forward -------------------------------------------------------------
 
@@ -80,6 +84,10 @@ class Pseudonymizer:
         return out
 
     def surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:
+        with self._lock:
+            return self._surrogate(conversation, kind, value, context)
+
+    def _surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:
         known = self.vault.surrogate_for(conversation, kind, value)
         if known is not None:
             return known
