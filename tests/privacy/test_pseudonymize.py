@@ -101,3 +101,15 @@ def test_messages_are_pseudonymized_part_by_part() -> None:
     assert out[1]["content"][0]["text"] == "mail <EMAIL_ADDRESS_1>"
     assert out[2]["content"] == "again <EMAIL_ADDRESS_1>"
     assert messages[2]["content"] == "again a@example.com"  # input not mutated
+
+
+def test_concurrent_requests_of_one_conversation_never_share_a_surrogate() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = pseudonymizer()
+    texts = [f"mail user{i}@example.com" for i in range(24)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outs = list(pool.map(lambda t: p.pseudonymize(t, "c"), texts))
+    assert len(set(outs)) == len(texts)
+    assert len(p.vault.mapping("c")) == len(texts)
+    assert [p.restore(o, "c") for o in outs] == texts
