@@ -35,7 +35,7 @@ def test_scan_json_from_stdin_reports_the_key_and_its_span() -> None:
     assert text[finding["start"] : finding["end"]] == AWS_KEY_ID
     assert 0.5 <= finding["score"] <= 1
     assert AWS_KEY_ID not in verdict["sanitized_text"]
-    assert verdict["ran"] == ["secrets", "invisible_text", "injection"]
+    assert verdict["ran"] == ["secrets", "invisible_text", "injection", "pii"]
     assert verdict["skipped"] == ["canary"]
 
 

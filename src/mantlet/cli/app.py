@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mantlet.cli import anonymize as anonymize_command
 from mantlet.cli import audit, gateway, info, policy, scan
 from mantlet.cli import eval as eval_command
 from mantlet.cli._common import set_verbose
@@ -30,6 +31,7 @@ def _root(
 
 app.command("scan")(scan.scan)
 app.command("eval")(eval_command.evaluate_command)
+app.command("anonymize")(anonymize_command.anonymize)
 app.add_typer(policy.app, name="policy")
 app.command("serve")(gateway.serve)
 app.add_typer(gateway.keys_app, name="keys")

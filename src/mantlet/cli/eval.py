@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,10 @@ from rich.table import Table
 from mantlet.cli._common import guarded, print_json, stderr, stdout
 from mantlet.cli.scan import SideOption
 from mantlet.core.types import PartKind, Side
+from mantlet.errors import ConfigError
 from mantlet.evaluation.dataset import load_rows
 from mantlet.evaluation.evaluate import evaluate
+from mantlet.evaluation.labels import defaults_for
 from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
 
 
@@ -49,6 +52,23 @@ def evaluate_command(
         typer.Option(help="Scan rows as this kind of part (e.g. document: tool output, RAG)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N rows.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Detector option KEY=VALUE (VALUE as JSON, else a string); repeatable. "
+            "pii defaults to ner=en (names, places, organizations); -o ner=null turns it off.",
+        ),
+    ] = None,
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label-map",
+            help="Rename a gold label FROM=TO before matching; repeatable. pii maps "
+            "GPE/LOC/FAC to LOCATION, PER to PERSON, ORG to ORGANIZATION by default.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure a detector on your labelled JSONL.
@@ -58,6 +78,13 @@ def evaluate_command(
     """
     rows = load_rows(data, limit)
     loaded = load_policy(policy)
+    default_options, aliases = defaults_for(detector)
+    settings = loaded.detectors.get(detector)
+    options = {
+        k: v for k, v in default_options.items() if not settings or k not in settings.options
+    }
+    options.update(_pairs(option or [], "--option", as_json_value=True))
+    aliases.update(_pairs(label_map or [], "--label-map", as_json_value=False))
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -76,12 +103,30 @@ def evaluate_command(
             part=PartKind(part.value) if part else None,
             threshold=threshold,
             on_row=lambda: progress.advance(task),
+            options=options,
+            label_aliases=aliases,
         )
     report["data"] = str(data)
     if as_json:
         print_json(report)
     else:
         _render(report)
+
+
+def _pairs(items: list[str], flag: str, *, as_json_value: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        if as_json_value:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+        else:
+            out[key] = value
+    return out
 
 
 def _render(report: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "regex": "mantlet.detectors.regex",
     "injection": "mantlet.detectors.injection",
     "canary": "mantlet.detectors.canary",
+    "pii": "mantlet.detectors.pii",
 }
 
 _FACTORIES: dict[str, DetectorFactory] = {}

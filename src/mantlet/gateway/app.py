@@ -46,11 +46,13 @@ from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
 from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
 from mantlet.gateway.providers.base import stream_chunks
+from mantlet.gateway.pseudonymize import GatewayPrivacy
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.streaming import StreamBlocked, StreamGuard
 from mantlet.gateway.tokens import TokenVerifier
 from mantlet.pipeline.shield import Shield
+from mantlet.privacy import StreamRestorer
 
 # Roles and their permissions are data; a custom role is one more entry.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -83,9 +85,12 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     routes: dict[str, list[str]] = field(default_factory=dict)
     upstream_models: dict[str, str] = field(default_factory=dict)
+    privacy: GatewayPrivacy | None = None
 
-    async def check_input(self, content: Any, tenant: str) -> Verdict:
-        verdict = await self.shield.acheck_input(content, tenant=tenant)
+    async def check_input(
+        self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
+    ) -> Verdict:
+        verdict = await self.shield.acheck_input(content, tenant=tenant, metadata=metadata)
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)
         return verdict
@@ -171,6 +176,7 @@ def create_app(
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
         upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
+        privacy=GatewayPrivacy(settings.privacy, settings.data_dir) if settings.privacy else None,
     )
 
     trail = gateway.trail
@@ -582,6 +588,7 @@ def create_app(
         upstream_body: dict[str, Any],
         metadata: dict[str, Any],
         action_in: Action,
+        restorer: Callable[[], StreamRestorer] | None = None,
     ) -> Response:
         """Streams the upstream's answer through the output guard as it
         arrives. Upstream fallbacks apply until the first chunk; the audit
@@ -597,7 +604,7 @@ def create_app(
             return await gateway.check_output(text, principal.tenant, metadata)
 
         async def events() -> AsyncIterator[bytes]:
-            relay = _StreamRelay(model, check, settings.stream_holdback_chars)
+            relay = _StreamRelay(model, check, settings.stream_holdback_chars, restorer)
             failure: GatewayError | None = None
             try:
                 async for event in relay.run(first, chunks):
@@ -672,17 +679,26 @@ def create_app(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
         _check_count(messages, settings.max_messages, "messages")
-        verdict_in = await gateway.check_input(messages, tenant=principal.tenant)
+        privacy_metadata: dict[str, Any] = {}
+        if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
+            conversation = gateway.privacy.conversation(request, principal.tenant)
+            messages = await gateway.privacy.pseudonymize(messages, conversation)
+            privacy_metadata = gateway.privacy.shield_metadata(conversation)
+        verdict_in = await gateway.check_input(messages, principal.tenant, privacy_metadata)
         if verdict_in.blocked:
             raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
         sanitized = list(verdict_in.sanitized_messages or messages)
-        metadata: dict[str, Any] = {}
+        metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
         if settings.canary:
             canary = make_canary()
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
         upstream_body = {**body, "messages": sanitized}
         if stream:
+            privacy = gateway.privacy
+            restorer = (
+                (lambda: privacy.pseudonymizer.stream_restorer(conversation)) if privacy else None
+            )
             return await stream_reply(
                 request,
                 principal,
@@ -691,9 +707,12 @@ def create_app(
                 upstream_body,
                 metadata,
                 verdict_in.action,
+                restorer,
             )
         answer = await forward(request, principal, "chat/completions", model, upstream_body)
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
+        if gateway.privacy:
+            gateway.privacy.restore(answer, conversation)
         return await reply(
             request, principal, answer, stream, (verdict_in.action, verdict_out), upstream_body
         )
@@ -813,10 +832,21 @@ class _StreamRelay:
     through one StreamGuard per choice; tool calls are collected and checked
     whole at the end (arguments are only meaningful complete)."""
 
-    def __init__(self, model: str, check: Callable[[str], Awaitable[Verdict]], holdback: int):
+    def __init__(
+        self,
+        model: str,
+        check: Callable[[str], Awaitable[Verdict]],
+        holdback: int,
+        restorer: Callable[[], StreamRestorer] | None = None,
+    ) -> None:
         self.model = model
         self._check = check
         self._holdback = holdback
+        # Pseudonymized conversations: surrogates in released text become the
+        # caller's real values again (a surrogate split across events too).
+        self._restorer = restorer
+        self.restorers: dict[int, StreamRestorer] = {}
+        self.sent: dict[int, str] = {}
         self.guards: dict[int, StreamGuard] = {}
         self.tools: dict[int, dict[int, dict[str, Any]]] = {}
         self.finish: dict[int, Any] = {}
@@ -872,11 +902,11 @@ class _StreamRelay:
                 if new and self.chat:
                     yield self._event([self._part(index, "", True)])
                 if isinstance(text, str) and text:
-                    released = await guard.feed(text)
+                    released = self._restore(index, await guard.feed(text))
                     if released:
                         yield self._event([self._part(index, released, False)])
         for index, guard in sorted(self.guards.items()):
-            released = await guard.finish()
+            released = self._restore(index, await guard.finish(), final=True)
             if released:
                 yield self._event([self._part(index, released, False)])
             calls = self._tool_calls(index)
@@ -890,6 +920,15 @@ class _StreamRelay:
                 tool_delta = {"tool_calls": [{**c, "index": i} for i, c in enumerate(calls)]}
                 part = {"index": index, "delta": tool_delta, "finish_reason": None}
                 yield self._event([part])
+
+    def _restore(self, index: int, text: str, *, final: bool = False) -> str:
+        if self._restorer is not None:
+            restorer = self.restorers.setdefault(index, self._restorer())
+            text = restorer.feed(text) if text else ""
+            if final:
+                text += restorer.flush()
+        self.sent[index] = self.sent.get(index, "") + text
+        return text
 
     def _collect_tool_call(self, index: int, call: dict[str, Any]) -> None:
         slot = self.tools.setdefault(index, {}).setdefault(
@@ -923,7 +962,8 @@ class _StreamRelay:
         return self._event(parts, **extra)
 
     def texts(self) -> list[str]:
-        return [guard.released for _, guard in sorted(self.guards.items())]
+        """The text each choice's caller received."""
+        return [self.sent.get(index, "") for index in sorted(self.guards)]
 
     def verdicts(self) -> list[Verdict]:
         found = [g.last_verdict for _, g in sorted(self.guards.items()) if g.last_verdict]

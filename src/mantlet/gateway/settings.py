@@ -13,6 +13,7 @@ from limits import parse as parse_limit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mantlet.errors import ConfigError
+from mantlet.gateway.pseudonymize import PrivacySettings
 
 
 class UpstreamSettings(BaseModel):
@@ -157,6 +158,9 @@ class GatewaySettings(BaseModel):
     )
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    privacy: PrivacySettings | None = Field(
+        None, description="Reversible pseudonymization of PII in chat requests."
+    )
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(
         default_factory=lambda: [

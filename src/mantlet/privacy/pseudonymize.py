@@ -1,0 +1,181 @@
+"""Reversible pseudonymization: replace detected PII with per-conversation
+surrogates kept in the vault, and restore them in the model's answer — whole,
+or chunk by chunk while it streams."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import re2
+
+from mantlet.core.types import Finding, ScanContext
+from mantlet.detectors._spans import strongest_per_region
+from mantlet.detectors.pii import PiiDetector
+from mantlet.privacy.surrogates import SurrogateStyle, fake_value, placeholder
+from mantlet.privacy.vault import Vault
+
+_MAX_ATTEMPTS = 50
+
+
+class Pseudonymizer:
+    """Thread-safe as long as the detector and the vault are (both are)."""
+
+    def __init__(
+        self,
+        detector: PiiDetector,
+        vault: Vault,
+        *,
+        style: SurrogateStyle = SurrogateStyle.PLACEHOLDER,
+        threshold: float = 0.5,
+        fake_key: bytes = b"",
+    ) -> None:
+        self.detector = detector
+        self.vault = vault
+        self.style = style
+        self.threshold = threshold
+        self._fake_key = fake_key
+        # Numbering reads then writes the vault: serialized, so two concurrent
+        # requests of one conversation never give two values one surrogate.
+        self._lock = threading.Lock()
+
+    # -- forward -------------------------------------------------------------
+
+    def findings(self, text: str) -> list[Finding]:
+        found = self.detector.detect(text, ScanContext())
+        return strongest_per_region(f for f in found if f.score >= self.threshold)
+
+    def pseudonymize(self, text: str, conversation: str, *, context: str | None = None) -> str:
+        """``context``: all text the surrogates must not collide with (e.g. every
+        message of the request); defaults to ``text``."""
+        pieces: list[str] = []
+        cursor = 0
+        for finding in self.findings(text):
+            pieces.append(text[cursor : finding.start])
+            value = text[finding.start : finding.end]
+            pieces.append(self.surrogate(conversation, finding.kind, value, context or text))
+            cursor = finding.end
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+    def pseudonymize_messages(
+        self, messages: Sequence[Mapping[str, Any]], conversation: str
+    ) -> list[dict[str, Any]]:
+        """String contents and text parts of OpenAI-style messages."""
+        everything = "\n".join(_texts(messages))
+        out = []
+        for message in messages:
+            copy = dict(message)
+            content = message.get("content")
+            if isinstance(content, str):
+                copy["content"] = self.pseudonymize(content, conversation, context=everything)
+            elif isinstance(content, list):
+                copy["content"] = [
+                    {
+                        **part,
+                        "text": self.pseudonymize(part["text"], conversation, context=everything),
+                    }
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
+                    else part
+                    for part in content
+                ]
+            out.append(copy)
+        return out
+
+    def surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:
+        with self._lock:
+            return self._surrogate(conversation, kind, value, context)
+
+    def _surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:
+        known = self.vault.surrogate_for(conversation, kind, value)
+        if known is not None:
+            return known
+        taken = set(self.vault.mapping(conversation))
+        number = self.vault.count(conversation, kind)
+        for attempt in range(_MAX_ATTEMPTS):
+            if self.style is SurrogateStyle.FAKE:
+                candidate = fake_value(kind, value, self._fake_key, attempt)
+            else:
+                candidate = placeholder(kind, number + 1 + attempt)
+            # Never equal to, or inside, real text: restoring would then
+            # rewrite a value the user actually wrote.
+            if candidate not in taken and candidate not in context and candidate != value:
+                self.vault.put(conversation, kind, value, candidate)
+                return candidate
+        candidate = placeholder(kind, number + 1 + _MAX_ATTEMPTS)
+        while candidate in taken or candidate in context:
+            number += 1
+            candidate = placeholder(kind, number + 1 + _MAX_ATTEMPTS)
+        self.vault.put(conversation, kind, value, candidate)
+        return candidate
+
+    # -- backward ------------------------------------------------------------
+
+    def restore(self, text: str, conversation: str) -> str:
+        return Restorer(self.vault.mapping(conversation)).restore(text)
+
+    def stream_restorer(self, conversation: str) -> StreamRestorer:
+        return StreamRestorer(self.vault.mapping(conversation))
+
+
+class Restorer:
+    """Replaces every surrogate by its real value in one RE2 pass (longest
+    surrogate first where two share a prefix)."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = dict(mapping)
+        ordered = sorted(self.mapping, key=len, reverse=True)
+        self._regex = re2.compile("|".join(re2.escape(s) for s in ordered)) if ordered else None
+
+    def restore(self, text: str) -> str:
+        if self._regex is None:
+            return text
+        return str(self._regex.sub(lambda m: self.mapping[m.group(0)], text))
+
+
+class StreamRestorer:
+    """Restores surrogates in a streamed answer: ``feed`` each chunk and send
+    what it returns; ``flush`` at the end. A chunk that ends with what could
+    be the start of a surrogate keeps that tail back until the next chunk
+    shows whether it is one, so a surrogate split across chunks is restored."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self._restorer = Restorer(mapping)
+        self._prefixes = {s[:i] for s in mapping for i in range(1, len(s))}
+        self._longest = max((len(s) for s in mapping), default=0)
+        self._buffer = ""
+
+    def feed(self, chunk: str) -> str:
+        text = self._restorer.restore(self._buffer + chunk)
+        hold = 0
+        for size in range(min(self._longest - 1, len(text)), 0, -1):
+            if text[-size:] in self._prefixes:
+                hold = size
+                break
+        self._buffer = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def flush(self) -> str:
+        rest, self._buffer = self._buffer, ""
+        return rest
+
+    def restore_stream(self, chunks: Iterable[str]) -> Iterator[str]:
+        for chunk in chunks:
+            out = self.feed(chunk)
+            if out:
+                yield out
+        rest = self.flush()
+        if rest:
+            yield rest
+
+
+def _texts(messages: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield part["text"]

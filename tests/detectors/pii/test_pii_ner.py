@@ -1,0 +1,57 @@
+"""Names, places and organizations through the per-language NER backend, and
+the model's sha256 pin."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mantlet.core.types import ScanContext
+from mantlet.detectors.pii import PiiDetector, PiiOptions
+from mantlet.detectors.pii.ner import en_spacy, languages, load_backend
+from mantlet.errors import ConfigError, DetectorError
+
+pytest.importorskip("spacy", reason="NER needs the pii extra")
+
+
+def test_english_names_places_and_orgs_are_found_next_to_structured_entities() -> None:
+    detector = PiiDetector(PiiOptions(ner="en"))
+    text = "Angela Merkel met Tim Cook in Berlin to discuss Apple; mail tim@example.com."
+    found = {(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())}
+    assert ("PERSON", "Angela Merkel") in found
+    assert ("LOCATION", "Berlin") in found
+    assert ("ORGANIZATION", "Apple") in found
+    assert ("EMAIL_ADDRESS", "tim@example.com") in found
+    batched = detector.detect_many([text, "no names here"])
+    assert {(f.kind, text[f.start : f.end]) for f in batched[0]} == found
+    assert batched[1] == []
+
+
+def test_entities_option_filters_ner_labels_too() -> None:
+    detector = PiiDetector(PiiOptions(ner="en", entities=["PERSON"]))
+    text = "Angela Merkel visited Berlin."
+    assert [f.kind for f in detector.detect(text, ScanContext())] == ["PERSON"]
+
+
+def test_one_backend_per_language_and_unknown_languages_are_config_errors() -> None:
+    assert languages() == ["en"]
+    assert load_backend("en") is load_backend("en")  # loaded once per process
+    with pytest.raises(ConfigError):
+        load_backend("xx")
+
+
+def test_a_tampered_model_file_fails_the_sha256_check(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    for name in en_spacy.SHA256:  # the files the check reads
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(en_spacy.model_dir() / name, copy / name)
+    en_spacy.verify(copy)  # the pristine copy passes
+    with (copy / "ner" / "moves").open("ab") as handle:
+        handle.write(b"\x00")
+    with pytest.raises(DetectorError, match="sha256"):
+        en_spacy.verify(copy)
+    (copy / "ner" / "model").unlink()
+    with pytest.raises(DetectorError, match="ner/model"):
+        en_spacy.verify(copy)

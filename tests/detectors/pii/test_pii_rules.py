@@ -1,0 +1,184 @@
+"""The PII detector's structured entities, row by row: positives, and the
+near-misses that the checksums and context words must keep out."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from mantlet.core.registry import create
+from mantlet.core.types import ScanContext
+from mantlet.detectors.pii import PiiDetector, PiiOptions
+from mantlet.detectors.pii.rules import builtin_rules
+from mantlet.detectors.pii.validators import luhn_ok
+from mantlet.errors import ConfigError
+
+DETECTOR = PiiDetector()
+CTX = ScanContext()
+
+
+def found(text: str, threshold: float = 0.5) -> list[tuple[str, str]]:
+    return [
+        (f.kind, text[f.start : f.end]) for f in DETECTOR.detect(text, CTX) if f.score >= threshold
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("write to jane.roe@example.org today", "EMAIL_ADDRESS", "jane.roe@example.org"),
+        ("call +1 415-555-2671 tomorrow", "PHONE_NUMBER", "+1 415-555-2671"),
+        ("my mobile is 07700 900123", "PHONE_NUMBER", "07700 900123"),
+        ("ring +49 30 901820 please", "PHONE_NUMBER", "+49 30 901820"),
+        ("card 4111 1111 1111 1111 expires soon", "CREDIT_CARD", "4111 1111 1111 1111"),
+        ("paid with 5555555555554444", "CREDIT_CARD", "5555555555554444"),
+        ("amex 378282246310005", "CREDIT_CARD", "378282246310005"),
+        ("IBAN GB82 WEST 1234 5698 7654 32", "IBAN_CODE", "GB82 WEST 1234 5698 7654 32"),
+        ("to DE89370400440532013000 now", "IBAN_CODE", "DE89370400440532013000"),
+        ("ssn 536-22-1234 on file", "US_SSN", "536-22-1234"),
+        ("my social security number is 536221234", "US_SSN", "536221234"),
+        ("server at 10.20.30.40 is down", "IP_ADDRESS", "10.20.30.40"),
+        ("host 2001:db8::8a2e:370:7334 is up", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+        ("mac 00:1A:2B:3C:4D:5E seen", "MAC_ADDRESS", "00:1A:2B:3C:4D:5E"),
+        (
+            "dsn postgres://admin:s3cret@db.internal:5432/app",
+            "URL_CREDENTIALS",
+            "postgres://admin:s3cret@db.internal:5432",
+        ),
+        ("I was born on 12/03/1984 in", "DATE_OF_BIRTH", "12/03/1984"),
+        ("date of birth: March 4, 1990.", "DATE_OF_BIRTH", "March 4, 1990"),
+        ("NINO AB 12 34 56 C", "UK_NINO", "AB 12 34 56 C"),
+        ("my NHS number is 943 476 5919", "UK_NHS", "943 476 5919"),
+        (
+            "btc 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2 pls",
+            "CRYPTO",
+            "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
+        ),
+        (
+            "to bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            "CRYPTO",
+            "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+        ),
+        (
+            "eth wallet 0x52908400098527886E0F7030069857D2E4169EE7",
+            "CRYPTO",
+            "0x52908400098527886E0F7030069857D2E4169EE7",
+        ),
+        ("DNI 12345678Z", "ES_NIF", "12345678Z"),
+        ("codice fiscale RSSMRA85T10A562S", "IT_FISCAL_CODE", "RSSMRA85T10A562S"),
+        ("mijn BSN is 111222333", "NL_BSN", "111222333"),
+        ("PESEL 44051401359", "PL_PESEL", "44051401359"),
+        ("numéro de sécurité sociale 1 84 12 76 451 089 46", "FR_NIR", "1 84 12 76 451 089 46"),
+        ("passport number X1234567 issued", "PASSPORT", "X1234567"),
+        ("Personalausweis T220001293", "DE_ID_CARD", "T220001293"),
+        ("I live at 221 Baker Street, London", "STREET_ADDRESS", "221 Baker Street"),
+    ],
+)
+def test_detects(text: str, kind: str, value: str) -> None:
+    assert (kind, value) in found(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112",  # Luhn-invalid
+        "order 4111111111111112 shipped",  # Luhn-invalid
+        "number 1234567812345678",  # Luhn-invalid
+        "ssn 000-12-3456",  # area 000 is never issued
+        "ssn 666-12-3456",
+        "IBAN GB82 WEST 1234 5698 7654 33",  # mod-97 fails
+        "version 1.2.3.4 released",  # negative context keeps it under threshold
+        "the ratio was 12:30:45",
+        "NINO GB 12 34 56 C",  # GB prefix is never issued
+        "reference 943 476 5918",  # fails NHS mod 11, and no NHS context
+        "DNI 12345678A",  # wrong letter
+        "on 12/03/1984 we shipped",  # a date, but no birth context
+        "the id X1234567 was used",  # passport shape without context
+        "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3",  # base58check fails
+    ],
+)
+def test_near_misses_are_not_flagged(text: str) -> None:
+    assert found(text) == []
+
+
+def test_random_digit_runs_are_not_flagged_as_cards_or_ssns() -> None:
+    rng = random.Random(6)
+    flagged = 0
+    for _ in range(500):
+        length = rng.choice([8, 10, 11, 12, 13, 16, 19, 20, 24])
+        run = "".join(rng.choice("0123456789") for _ in range(length))
+        kinds = {kind for kind, _ in found(f"ref {run} ok")}
+        if kinds & {"CREDIT_CARD", "US_SSN", "IBAN_CODE"}:
+            # Only a run that really passes Luhn with a card-network prefix may be a card.
+            assert "CREDIT_CARD" in kinds and luhn_ok(run)
+            flagged += 1
+    assert flagged < 25  # ~10 % pass Luhn, and a fraction of those have an issuer prefix
+
+
+def test_luhn_invalid_cards_are_never_flagged() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        digits = "4" + "".join(rng.choice("0123456789") for _ in range(15))
+        if luhn_ok(digits):
+            continue
+        spaced = " ".join(digits[i : i + 4] for i in range(0, 16, 4))
+        assert "CREDIT_CARD" not in {k for k, _ in found(f"my credit card {spaced}")}
+
+
+def test_context_raises_and_negative_context_lowers_the_score() -> None:
+    plain = DETECTOR.detect("x 4111111111111111 y", CTX)[0].score
+    card = DETECTOR.detect("visa card 4111111111111111", CTX)[0].score
+    order = DETECTOR.detect("invoice 4111111111111111", CTX)[0].score
+    assert order < plain < card
+
+
+def test_findings_never_overlap_and_carry_no_value() -> None:
+    text = "SSN 536-22-1234, call 415-555-2671, mail a@example.com"
+    findings = DETECTOR.detect(text, CTX)
+    spans = sorted((f.start, f.end) for f in findings)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    assert all("536-22-1234" not in str(f.to_dict()) for f in findings)
+
+
+def test_options_select_entities_and_add_rules() -> None:
+    only_email = PiiDetector(PiiOptions(entities=["EMAIL_ADDRESS"]))
+    text = "a@example.com 4111111111111111"
+    assert [f.kind for f in only_email.detect(text, CTX)] == ["EMAIL_ADDRESS"]
+    custom = create(
+        "pii",
+        {
+            "extra_rules": [
+                {"id": "employee-id", "kind": "EMPLOYEE_ID", "pattern": r"\bEMP-\d{6}\b"}
+            ]
+        },
+    )
+    assert [f.kind for f in custom.detect("badge EMP-123456", CTX)] == ["EMPLOYEE_ID"]
+    with pytest.raises(ConfigError):
+        PiiDetector(PiiOptions(disabled_rules=["no-such-rule"]))
+    with pytest.raises(ConfigError):
+        create("pii", {"extra_rules": [{"id": "bad", "kind": "X", "pattern": "(?<=a)b"}]})
+
+
+def test_every_row_compiles_into_one_set_and_has_a_positive_example() -> None:
+    rows = {r.id for r in builtin_rules()}
+    assert len(rows) == len(DETECTOR._rules.rules)
+    assert "phone" in rows and "credit-card" in rows
+
+
+def test_long_hostile_input_stays_linear() -> None:
+    import time
+
+    text = ("1-" * 50_000) + ("a@" * 50_000) + ("9" * 100_000)
+    started = time.perf_counter()
+    DETECTOR.detect(text, CTX)
+    assert time.perf_counter() - started < 5
+
+
+def test_surrogates_named_in_the_context_are_not_reported() -> None:
+    from mantlet.detectors.pii import SURROGATES_KEY
+
+    text = "mail alex.hart@example.com or jane@example.org"
+    context = ScanContext(metadata={SURROGATES_KEY: ["alex.hart@example.com"]})
+    assert [text[f.start : f.end] for f in DETECTOR.detect(text, context)] == ["jane@example.org"]

@@ -1,0 +1,159 @@
+"""Pseudonymization through the real gateway on loopback: PII never reaches
+the upstream (a real HTTP server that echoes what it got), and the caller gets
+the original values back, streamed or not, through the official openai SDK."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from mantlet.gateway import GatewaySettings, create_app
+
+PROMPT = (
+    "Please repeat: mail jane.roe@example.org, card 4111 1111 1111 1111, "
+    "IBAN GB82 WEST 1234 5698 7654 32."
+)
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def echo_upstream(seen: list[str]) -> FastAPI:
+    upstream = FastAPI()
+
+    @upstream.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        last = body["messages"][-1]["content"]
+        seen.append(str(body["messages"]))
+        return {
+            "id": "chatcmpl-echo",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": last},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+        }
+
+    return upstream
+
+
+BOTH_SIDES_POLICY = """
+version: 1
+extends: balanced
+detectors:
+  pii:
+    action: redact
+    sides: both
+"""
+
+
+@pytest.fixture(scope="module", params=["placeholder", "fake", "fake+pii-on-output"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, list[str]]]:
+    """The default (balanced) policy also redacts PII on input: with realistic
+    fakes the gateway must keep it from redacting the surrogates."""
+    seen: list[str] = []
+    with LiveServer(echo_upstream(seen)) as upstream:
+        state = tmp_path_factory.mktemp("state")
+        policy = state / "policy.yaml"
+        policy.write_text(BOTH_SIDES_POLICY)
+        settings = GatewaySettings.model_validate(
+            {
+                "data_dir": str(state),
+                "policy": str(policy) if "output" in request.param else "balanced",
+                "upstreams": [{"name": "up", "kind": "openai", "base_url": upstream.url}],
+                "routes": [{"model": "small", "upstreams": ["up"]}],
+                "privacy": {"style": request.param.split("+")[0]},
+            }
+        )
+        app = create_app(settings)
+        key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+        with LiveServer(app) as gateway:
+            yield gateway.url, key, seen
+        app.state.gateway.privacy.close()
+
+
+def test_round_trip_restores_the_original_and_the_upstream_never_sees_pii(
+    live: tuple[str, str, list[str]],
+) -> None:
+    url, key, seen = live
+    sdk = openai.OpenAI(api_key=key, base_url=url, max_retries=0)
+    answer = sdk.chat.completions.create(
+        model="small", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert answer.choices[0].message.content == PROMPT
+    upstream_saw = seen[-1]
+    for value in ("jane.roe@example.org", "4111 1111 1111 1111", "GB82 WEST"):
+        assert value not in upstream_saw
+    assert "<EMAIL_ADDRESS_1>" in upstream_saw or "@example.com" in upstream_saw  # surrogate
+
+
+def test_streamed_answer_is_restored_too(live: tuple[str, str, list[str]]) -> None:
+    url, key, seen = live
+    sdk = openai.OpenAI(api_key=key, base_url=url, max_retries=0)
+    stream = sdk.chat.completions.create(
+        model="small", messages=[{"role": "user", "content": PROMPT}], stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == PROMPT
+    assert "jane.roe@example.org" not in seen[-1]
+
+
+def test_conversation_header_keeps_surrogates_stable_across_requests(
+    live: tuple[str, str, list[str]],
+) -> None:
+    url, key, seen = live
+    sdk = openai.OpenAI(
+        api_key=key,
+        base_url=url,
+        max_retries=0,
+        default_headers={"x-mantlet-conversation": "thread-7"},
+    )
+    for content in ("first: bob@example.com", "then alice@example.com and bob@example.com"):
+        answer = sdk.chat.completions.create(
+            model="small", messages=[{"role": "user", "content": content}]
+        )
+        assert answer.choices[0].message.content == content
+    first, second = seen[-2], seen[-1]
+    assert "bob@example.com" not in second and "alice@example.com" not in second
+    bob = first.split("first: ")[1].split("'")[0]  # bob's surrogate in the first request
+    assert second.count(bob) == 1  # the same surrogate again in the second request
