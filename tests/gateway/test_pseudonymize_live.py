@@ -4,16 +4,14 @@ the original values back, streamed or not, through the official openai SDK."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from mantlet.gateway import GatewaySettings, create_app
 
@@ -23,40 +21,24 @@ PROMPT = (
 )
 
 
-class LiveServer:
-    def __init__(self, app: Any) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-
 def echo_upstream(seen: list[str]) -> FastAPI:
     upstream = FastAPI()
 
     @upstream.post("/v1/chat/completions")
-    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+    async def chat(body: dict[str, Any]) -> Any:
         last = body["messages"][-1]["content"]
         seen.append(str(body["messages"]))
+        if body.get("stream"):
+            # Five characters per event: surrogates arrive split across chunks.
+            def events() -> Iterator[str]:
+                base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+                for i in range(0, len(last), 5):
+                    choice = {"index": 0, "delta": {"content": last[i : i + 5]}}
+                    yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+                end = {"index": 0, "delta": {}, "finish_reason": "stop"}
+                yield f"data: {json.dumps({**base, 'choices': [end]})}\n\ndata: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
         return {
             "id": "chatcmpl-echo",
             "object": "chat.completion",
@@ -87,11 +69,14 @@ detectors:
 
 @pytest.fixture(scope="module", params=["placeholder", "fake", "fake+pii-on-output"])
 def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    live_server: type[Any],
 ) -> Iterator[tuple[str, str, list[str]]]:
     """The default (balanced) policy also redacts PII on input: with realistic
     fakes the gateway must keep it from redacting the surrogates."""
     seen: list[str] = []
+    LiveServer = live_server
     with LiveServer(echo_upstream(seen)) as upstream:
         state = tmp_path_factory.mktemp("state")
         policy = state / "policy.yaml"
