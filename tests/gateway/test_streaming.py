@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -177,3 +178,52 @@ async def test_blocking_verdicts_stop_the_guard() -> None:
     guard = StreamGuard(block, holdback=8, step=1)
     with pytest.raises(StreamBlocked):
         await guard.feed("anything at all")
+
+
+class SlowStream(ScriptedStream):
+    async def stream(self, endpoint: str, request: Mapping[str, Any]) -> AsyncIterator[dict]:
+        async for chunk in super().stream(endpoint, request):
+            await asyncio.sleep(0.05)
+            yield chunk
+
+
+def test_a_client_leaving_mid_stream_is_recorded_and_frees_its_slot(
+    keys: KeyStore, live_server: type[Any], tmp_path: Any
+) -> None:
+    import httpx
+
+    key, _ = keys.create(tenant="acme", role="app")
+    admin, _ = keys.create(tenant="acme", role="admin")
+    provider = SlowStream([FILLER] * 40)
+    settings = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": provider.name, "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": [provider.name]}],
+            "audit": {"checkpoint_interval_s": 0},
+            "quotas": {"concurrent_per_key": 1},
+        }
+    )
+    app = create_app(settings, keys=keys, providers={provider.name: provider})
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    auth = {"authorization": f"Bearer {key}"}
+    with live_server(app) as server:
+        base = server.url.removesuffix("/v1")
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=auth) as r:
+            for line in r.iter_lines():
+                if "content" in line:
+                    break  # leave after the first text
+        deadline = time.monotonic() + 20
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            listing = httpx.get(
+                f"{base}/v1/audit/records?limit=1000", headers={"authorization": f"Bearer {admin}"}
+            ).json()["data"]
+            records = [x["record"] for x in listing if x["record"].get("status") == 499]
+            if records:
+                break
+            time.sleep(0.2)
+        assert records and records[0]["error"] == "client_disconnected"
+        # The concurrency slot (1 per key) was given back when the stream ended.
+        again = httpx.post(f"{base}/v1/chat/completions", json=body, headers=auth, timeout=60)
+        assert again.status_code == 200

@@ -606,63 +606,77 @@ def create_app(
         async def events() -> AsyncIterator[bytes]:
             relay = _StreamRelay(model, check, settings.stream_holdback_chars, restorer)
             failure: GatewayError | None = None
-            try:
-                async for event in relay.run(first, chunks):
-                    yield event
-            except StreamBlocked as exc:
-                failure = GatewayError(
-                    400,
-                    _blocked_message("answer", exc.verdict) if exc.verdict else str(exc),
-                    "content_blocked",
-                )
-            except ProviderError as exc:
-                gateway.metrics.upstream_errors.labels(upstream).inc()
-                failure = GatewayError(502, str(exc), "upstream_error")
-            request.state.upstream_ms = (time.perf_counter() - started) * 1000
-            if relay.usage:
-                request.state.usage = relay.usage
-                if isinstance(relay.usage.get("total_tokens"), int):
-                    gateway.quotas.charge(principal, relay.usage["total_tokens"])
-            verdicts = verdicts_in + relay.verdicts()
-            record = _request_record(
-                request,
-                request.scope["route"].path,
-                200 if failure is None else failure.status,
-                body_digest(relay.answer()),
-                failure.code if failure else None,
-                verdicts=verdicts,
-            )
-            holder: dict[str, str] = {}
-            extra = None
-            if failure is None and trail.provenance:
-                extra = trail.manifest_writer(
-                    holder,
-                    tenant=principal.tenant,
-                    texts=relay.texts(),
-                    model=model,
-                    upstream=upstream,
-                    request_id=request.state.request_id,
-                    watermark=getattr(request.state, "watermark", None),
-                )
-            try:
-                index = await trail.append(record, extra)
-            except AuditUnavailable:
-                failure = failure or GatewayError(503, _AUDIT_DOWN, "audit_unavailable")
-                index = None
-            if failure is not None:
-                error = {
-                    "message": str(failure),
-                    "type": "invalid_request_error",
-                    "code": failure.code,
-                    "param": None,
-                }
-                yield f"data: {json.dumps({'error': error})}\n\n".encode()
-                return
-            yield relay.closing_event(index, holder.get("jws"))
-            if relay.usage_event is not None:
-                yield relay.usage_event
-            yield b"data: [DONE]\n\n"
+            attempted = False
 
+            def record_of(status: int, error: str | None) -> dict[str, Any]:
+                request.state.upstream_ms = (time.perf_counter() - started) * 1000
+                return _request_record(
+                    request,
+                    request.scope["route"].path,
+                    status,
+                    body_digest(relay.answer()),
+                    error,
+                    verdicts=verdicts_in + relay.verdicts(),
+                )
+
+            try:
+                try:
+                    async for event in relay.run(first, chunks):
+                        yield event
+                except StreamBlocked as exc:
+                    reason = _blocked_message("answer", exc.verdict) if exc.verdict else str(exc)
+                    failure = GatewayError(400, reason, "content_blocked")
+                except ProviderError as exc:
+                    gateway.metrics.upstream_errors.labels(upstream).inc()
+                    failure = GatewayError(502, str(exc), "upstream_error")
+                except Exception:  # noqa: BLE001 - the stream must still end in OpenAI's shape
+                    failure = GatewayError(500, "internal error", "internal_error")
+                if relay.usage:
+                    request.state.usage = relay.usage
+                    if isinstance(relay.usage.get("total_tokens"), int):
+                        gateway.quotas.charge(principal, relay.usage["total_tokens"])
+                record = record_of(
+                    200 if failure is None else failure.status, failure.code if failure else None
+                )
+                holder: dict[str, str] = {}
+                extra = None
+                if failure is None and trail.provenance:
+                    extra = trail.manifest_writer(
+                        holder,
+                        tenant=principal.tenant,
+                        texts=relay.texts(),
+                        model=model,
+                        upstream=upstream,
+                        request_id=request.state.request_id,
+                        watermark=getattr(request.state, "watermark", None),
+                    )
+                index: int | None = None
+                attempted = True  # once submitted, the committer writes it even if we go away
+                try:
+                    index = await trail.append(record, extra)
+                except AuditUnavailable:
+                    failure = failure or GatewayError(503, _AUDIT_DOWN, "audit_unavailable")
+                if failure is not None:
+                    error = {
+                        "message": str(failure),
+                        "type": "invalid_request_error",
+                        "code": failure.code,
+                        "param": None,
+                    }
+                    yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                    return
+                yield relay.closing_event(index, holder.get("jws"))
+                if relay.usage_event is not None:
+                    yield relay.usage_event
+                yield b"data: [DONE]\n\n"
+            finally:
+                gateway.quotas.leave(principal)
+                if not attempted:
+                    # The client went away mid-stream: still record what
+                    # happened, without holding anything up.
+                    _in_background(trail.append(record_of(499, "client_disconnected")))
+
+        request.state.in_flight = False  # the stream leaves the quota when it ends
         headers = {
             "x-mantlet-input-action": action_in.value,
             "x-mantlet-output-action": "streamed",
@@ -1066,6 +1080,18 @@ async def _as_sse(answer: dict[str, Any]) -> AsyncIterator[bytes]:
             event = {**base, "choices": [part]}
             yield f"data: {json.dumps(event)}\n\n".encode()
     yield b"data: [DONE]\n\n"
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _in_background(work: Awaitable[Any]) -> None:
+    """Runs ``work`` to completion without awaiting it (keeps a reference so
+    the task is not garbage-collected midway; failures are dropped)."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _note_verdict(verdict: Verdict) -> None:
