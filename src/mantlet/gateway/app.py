@@ -35,12 +35,14 @@ from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_p
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.tokens import TokenVerifier
+from mantlet.gateway.watermark_routes import watermark_router
 from mantlet.pipeline.shield import Shield
+from mantlet.watermark import current_tenant
 
 # Roles and their permissions are data; a custom role is one more entry.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"chat", "models", "keys:manage", "audit:read"}),
-    "auditor": frozenset({"models", "audit:read"}),
+    "admin": frozenset({"chat", "models", "keys:manage", "audit:read", "watermark:detect"}),
+    "auditor": frozenset({"models", "audit:read", "watermark:detect"}),
     "app": frozenset({"chat", "models"}),
 }
 BLOCKED_NOTICE = "[blocked by Mantlet policy]"
@@ -94,6 +96,10 @@ class Gateway:
             )
         request.state.principal = principal
         return principal
+
+    @staticmethod
+    def authorizes(principal: Principal, permission: str) -> bool:
+        return permission in ROLE_PERMISSIONS.get(principal.role, frozenset())
 
 
 def server_secret(data_dir: Path) -> bytes:
@@ -153,6 +159,7 @@ def create_app(
     app = FastAPI(title="Mantlet gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
     install_handlers(app)
+    app.include_router(watermark_router(gateway))
 
     @app.middleware("http")
     async def _request_meta(
@@ -300,6 +307,7 @@ def create_app(
         request: Request, principal: Principal, endpoint: Endpoint, model: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         started = time.perf_counter()
+        current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         answer = await _call_upstreams(
             gateway, endpoint, model, {**body, "model": gateway.upstream_models[model]}
         )
