@@ -42,7 +42,10 @@ class Detection:
         return self.verdict == "watermarked"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """JSON form; z, p_value and key_id are null without a verdict, the
+        window fields appear only in windowed mode."""
+        window = ("start", "end", "windows")
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in window}
 
 
 def green_flags(ids: Sequence[int], green: GreenLists) -> list[int]:
