@@ -124,6 +124,8 @@ def test_short_text_gets_no_verdict() -> None:
     assert found.verdict == "insufficient tokens"
     assert found.z is None and found.p_value is None
     assert found.tokens == 19  # the first token has no context (h = 1)
+    payload = found.to_dict()
+    assert payload["z"] is None and payload["key_id"] == "wk" and "start" not in payload
 
 
 def test_repeated_context_token_pairs_count_once() -> None:
@@ -248,3 +250,23 @@ def test_key_file_is_private_and_keys_rotate(tmp_path: Path) -> None:
     assert ring.retire(first.key_id)
     assert [k.key_id for k in ring.active("acme")] == [second.key_id]
     assert not ring.retire("wk-missing")
+
+
+def test_cli_rotates_and_lists_key_ids_never_keys(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mantlet.cli.app import app
+
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["watermark", "rotate", "--tenant", "acme", "--data-dir", str(tmp_path), "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    key_id = json.loads(made.stdout)["key_id"]
+    listed = runner.invoke(app, ["watermark", "keys", "--data-dir", str(tmp_path), "--json"])
+    assert [k["key_id"] for k in json.loads(listed.stdout)] == [key_id]
+    secret = WatermarkKeyRing.in_data_dir(tmp_path).active("acme")[0].secret.hex()
+    assert secret not in made.stdout + listed.stdout
+    retired = runner.invoke(app, ["watermark", "retire", key_id, "--data-dir", str(tmp_path)])
+    assert retired.exit_code == 0
+    assert WatermarkKeyRing.in_data_dir(tmp_path).active("acme") == []
