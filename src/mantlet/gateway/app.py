@@ -51,15 +51,25 @@ from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.streaming import StreamBlocked, StreamGuard
 from mantlet.gateway.tokens import TokenVerifier
+from mantlet.gateway.watermark_routes import watermark_router
 from mantlet.pipeline.shield import Shield
 from mantlet.privacy import StreamRestorer
+from mantlet.watermark import current_tenant
 
 # Roles and their permissions are data; a custom role is one more entry.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"chat", "models", "keys:manage", "audit:read", "audit:all-tenants", "audit:checkpoint"}
+        {
+            "chat",
+            "models",
+            "keys:manage",
+            "audit:read",
+            "audit:all-tenants",
+            "audit:checkpoint",
+            "watermark:detect",
+        }
     ),
-    "auditor": frozenset({"models", "audit:read"}),
+    "auditor": frozenset({"models", "audit:read", "watermark:detect"}),
     "app": frozenset({"chat", "models"}),
 }
 # Routes that decide nothing and are not recorded in the audit log.
@@ -124,6 +134,10 @@ class Gateway:
             )
         request.state.principal = principal
         return principal
+
+    @staticmethod
+    def authorizes(principal: Principal, permission: str) -> bool:
+        return permission in ROLE_PERMISSIONS.get(principal.role, frozenset())
 
 
 def server_secret(data_dir: Path) -> bytes:
@@ -218,6 +232,7 @@ def create_app(
     app = FastAPI(title="Mantlet gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
     install_handlers(app)
+    app.include_router(watermark_router(gateway))
 
     @app.middleware("http")
     async def _request_meta(
@@ -539,11 +554,14 @@ def create_app(
         request: Request, principal: Principal, endpoint: Endpoint, model: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         started = time.perf_counter()
+        current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         answer, upstream = await _call_upstreams(
             gateway, endpoint, model, {**body, "model": gateway.upstream_models[model]}
         )
         request.state.upstream_ms = (time.perf_counter() - started) * 1000
         request.state.upstream = upstream
+        if isinstance(answer.get("mantlet_watermark"), dict):  # scheme and key id, never the key
+            request.state.watermark = answer["mantlet_watermark"]
         answer["model"] = model
         usage = answer.get("usage")
         counts = (
@@ -595,6 +613,7 @@ def create_app(
         record and the manifest are written when the stream ends."""
         started = time.perf_counter()
         body = {**upstream_body, "model": gateway.upstream_models[model]}
+        current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
         request.state.upstream = upstream
         request.state.audited = True  # by the stream itself, once it ends
@@ -648,7 +667,7 @@ def create_app(
                         model=model,
                         upstream=upstream,
                         request_id=request.state.request_id,
-                        watermark=getattr(request.state, "watermark", None),
+                        watermark=relay.watermark,
                     )
                 index: int | None = None
                 attempted = True  # once submitted, the committer writes it even if we go away
@@ -868,6 +887,7 @@ class _StreamRelay:
         self.chat = True
         self.usage: dict[str, int] = {}
         self.usage_event: bytes | None = None
+        self.watermark: dict[str, Any] | None = None
         self._tool_verdicts: list[Verdict] = []
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -895,6 +915,8 @@ class _StreamRelay:
                 self.base = {k: chunk[k] for k in ("id", "created") if k in chunk}
                 self.base["model"] = self.model
                 self.base["object"] = "chat.completion.chunk" if self.chat else "text_completion"
+            if isinstance(chunk.get("mantlet_watermark"), dict):
+                self.watermark = chunk["mantlet_watermark"]
             if isinstance(chunk.get("usage"), dict):
                 usage = chunk["usage"]
                 self.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
@@ -971,6 +993,8 @@ class _StreamRelay:
                 part["text"] = ""
             parts.append(part)
         extra: dict[str, Any] = {"mantlet_audit_index": audit_index}
+        if self.watermark:
+            extra["mantlet_watermark"] = self.watermark
         if manifest:
             extra["mantlet_provenance"] = manifest
         return self._event(parts, **extra)

@@ -10,10 +10,26 @@ from typing import Any, Literal
 
 import yaml
 from limits import parse as parse_limit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from mantlet.errors import ConfigError
 from mantlet.gateway.pseudonymize import PrivacySettings
+
+
+class WatermarkSettings(BaseModel):
+    """KGW watermark on text from local models (kind: local); see mantlet.watermark."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    gamma: float = Field(0.25, gt=0, lt=1, description="Green-list fraction.")
+    delta: float = Field(2.0, ge=0, le=20, description="Logit bias added to green tokens.")
+    context: int = Field(
+        1, ge=0, le=8, description="h: previous tokens seeding the green list (0 = unigram)."
+    )
+    keys_file: Path | None = Field(
+        None, description="Per-tenant key file, mode 0600 (default: data_dir/watermark-keys.json)."
+    )
 
 
 class UpstreamSettings(BaseModel):
@@ -37,6 +53,12 @@ class UpstreamSettings(BaseModel):
     )
     n_ctx: int = Field(2048, ge=256, le=131072, description="local: context length.")
     threads: int = Field(1, ge=1, le=64, description="local: CPU threads.")
+    # The gateway's watermark settings, resolved against data_dir (local only).
+    _watermark: WatermarkSettings | None = PrivateAttr(None)
+
+    @property
+    def watermark(self) -> WatermarkSettings | None:
+        return self._watermark
 
 
 class RouteSettings(BaseModel):
@@ -161,6 +183,7 @@ class GatewaySettings(BaseModel):
     privacy: PrivacySettings | None = Field(
         None, description="Reversible pseudonymization of PII in chat requests."
     )
+    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
     upstreams: list[UpstreamSettings] = Field(
         default_factory=lambda: [
@@ -182,6 +205,10 @@ class GatewaySettings(BaseModel):
             unknown = sorted(set(route.upstreams) - names)
             if unknown:
                 raise ValueError(f"routes[{index}] names unknown upstream(s) {unknown}")
+        keys_file = self.watermark.keys_file or self.data_dir / "watermark-keys.json"
+        resolved = self.watermark.model_copy(update={"keys_file": keys_file})
+        for upstream in self.upstreams:
+            upstream._watermark = resolved if upstream.kind == "local" else None
         return self
 
     @property

@@ -82,6 +82,8 @@ def answer_to_chunks(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
         chunks.append({**base, "choices": [end]})
     if isinstance(answer.get("usage"), dict):
         chunks.append({**base, "choices": [], "usage": answer["usage"]})
+    if chunks and "mantlet_watermark" in answer:
+        chunks[0]["mantlet_watermark"] = answer["mantlet_watermark"]
     return chunks
 
 

@@ -8,6 +8,10 @@ CPU flags that are known not to crash here and caches the wheel.
 
 llama.cpp contexts are not thread-safe, so calls are serialised by a lock and
 run in a worker thread to keep the event loop free.
+
+Unless switched off in the settings, every answer is watermarked with the
+signing key of the request's tenant (``mantlet.watermark.current_tenant``)
+and says so in ``mantlet_watermark`` (key id and parameters, never the key).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mantlet.errors import MantletError
 from mantlet.gateway.providers.base import Endpoint, ProviderError
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,6 +53,7 @@ class LocalGGUFProvider:
         self._threads = settings.threads
         self._llama: Any = None
         self._lock = threading.Lock()
+        self._watermarker = _watermarker(getattr(settings, "watermark", None))
 
     def _load(self) -> Any:
         if self._llama is not None:
@@ -80,6 +86,12 @@ class LocalGGUFProvider:
         options = {k: request[k] for k in _SAMPLING if request.get(k) is not None}
         max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
         options["max_tokens"] = min(int(max_tokens or 256), _MAX_TOKENS)
+        mark: dict[str, Any] | None = None
+        if self._watermarker is not None:
+            from mantlet.watermark import current_tenant
+
+            processor, mark = self._watermarker.for_tenant(current_tenant.get())
+            options["logits_processor"] = [processor]
         with self._lock:
             llama = self._load()
             if endpoint == "chat/completions":
@@ -93,13 +105,18 @@ class LocalGGUFProvider:
                 result = llama.create_completion(prompt=prompt, **options)
             else:
                 raise ProviderError(f"upstream {self.name!r} does not serve {endpoint}")
-        return dict(result)
+        answer = dict(result)
+        if mark is not None:
+            answer["mantlet_watermark"] = mark
+        return answer
 
     async def send(self, endpoint: Endpoint, request: Mapping[str, Any]) -> dict[str, Any]:
         try:
             return await asyncio.to_thread(self._run, endpoint, request)
         except ProviderError:
             raise
+        except MantletError as exc:  # the watermark key file: fail closed
+            raise ProviderError(f"upstream {self.name!r}: {exc.diagnostics()}") from None
         except (OSError, ValueError, RuntimeError) as exc:
             raise ProviderError(f"upstream {self.name!r} failed ({type(exc).__name__})") from None
 
@@ -108,3 +125,13 @@ class LocalGGUFProvider:
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
+
+
+def _watermarker(settings: Any) -> Any:
+    """A ``Watermarker`` for the gateway's watermark settings, or None when off."""
+    if settings is None or not settings.enabled or settings.keys_file is None:
+        return None
+    from mantlet.watermark import Watermarker, WatermarkKeyRing, WatermarkParams
+
+    params = WatermarkParams(gamma=settings.gamma, delta=settings.delta, context=settings.context)
+    return Watermarker(WatermarkKeyRing(settings.keys_file), params)
