@@ -4,6 +4,7 @@ manifest that survives the official openai SDK and fails on any change."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,3 +236,42 @@ def test_admin_actions_are_recorded_and_the_log_verifies(gateway: dict[str, Any]
     assert created.json()["key"] not in json.dumps(records)
     result = runner.invoke(cli, ["audit", "verify", "--data-dir", str(gateway["data_dir"])])
     assert result.exit_code == 0, result.output
+
+
+def test_the_manifest_names_the_watermark_applied(tmp_path: Path) -> None:
+    """A provider that watermarks reports scheme and key id; the signed
+    manifest carries them (never a key), streamed or not."""
+    from fastapi.testclient import TestClient
+
+    from mantlet.gateway.providers.echo import EchoProvider
+
+    mark = {"scheme": "kgw", "key_id": "wk-test01", "gamma": 0.25, "delta": 2.0, "h": 1}
+
+    class Watermarked(EchoProvider):
+        async def send(self, endpoint: Any, request: Any) -> dict[str, Any]:
+            return {**await super().send(endpoint, request), "mantlet_watermark": mark}
+
+    settings = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": "wm", "kind": "echo"}],
+            "routes": [{"model": "wm", "upstreams": ["wm"]}],
+            "audit": {"checkpoint_interval_s": 0},
+        }
+    )
+    application = create_app(settings, providers={"wm": Watermarked("wm")})
+    key = application.state.gateway.keys.create(tenant="acme", role="app")[0]
+    with TestClient(application) as client:
+        auth = {"authorization": f"Bearer {key}"}
+        body = {"model": "wm", "messages": [{"role": "user", "content": "hello"}]}
+        plain = client.post("/v1/chat/completions", json=body, headers=auth)
+        streamed = client.post("/v1/chat/completions", json={**body, "stream": True}, headers=auth)
+    tokens = [plain.headers["x-mantlet-provenance"]]
+    for line in streamed.text.splitlines():
+        if "mantlet_provenance" in line:
+            tokens.append(json.loads(line[6:])["mantlet_provenance"])
+    assert len(tokens) == 2
+    for token in tokens:
+        payload = token.split(".")[1]
+        manifest = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert manifest["watermark"] == mark
