@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mantlet.cli import eval as eval_command
-from mantlet.cli import gateway, info, policy, scan
+from mantlet.cli import gateway, info, policy, redteam, scan
 from mantlet.cli._common import set_verbose
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.command("eval")(eval_command.evaluate_command)
 app.add_typer(policy.app, name="policy")
 app.command("serve")(gateway.serve)
 app.add_typer(gateway.keys_app, name="keys")
+app.command("redteam")(redteam.redteam)
 app.command("detectors")(info.detectors)
 app.command("version")(info.version)
 
