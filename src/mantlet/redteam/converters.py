@@ -61,9 +61,9 @@ _UNLEET = str.maketrans("431057", "aeiost")
 
 def _leet(payload: str, _: int) -> str:
     # Lower case first: mixed-case leet reads as random data to people and filters alike.
-    # Short words stay plain ("and", "the"): they carry no keyword a filter looks for.
+    # Short words stay plain ("and", "that"): they carry no keyword a filter looks for.
     return _WORD.sub(
-        lambda m: m.group().translate(_LEET) if len(m.group()) >= 4 else m.group(),
+        lambda m: m.group().translate(_LEET) if len(m.group()) >= 5 else m.group(),
         payload.lower(),
     )
 

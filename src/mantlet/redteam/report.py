@@ -86,8 +86,14 @@ def summarize(
                 "converter": record["converter"],
                 "round": record["success_round"],
                 "judges": [j for j in winning["judges"] if j["hit"]],
+                # The conversation as sent and answered (a turn the target
+                # refused with an error is noted as such).
                 "transcript": winning["messages"]
-                + [{"role": "assistant", "content": r["text"]} for r in winning["replies"][-1:]],
+                + [
+                    {"role": "target", "content": f"[{r['status']}] {r['detail']}"}
+                    for r in winning["replies"][-1:]
+                    if r["status"] != "ok"
+                ],
             }
         )
     return {
