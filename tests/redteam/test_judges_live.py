@@ -169,3 +169,39 @@ def test_budget_stops_and_resume_skips_done_attempts(fake_server: Any, tmp_path:
     assert second["targets"][0]["attempts"]["completed"] == 4
     with pytest.raises(ConfigError, match="from target"):
         _run(server.url("leaky"), tmp_path, attempts)
+
+
+def test_cli_runs_end_to_end_and_prints_a_json_summary(fake_server: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mantlet.cli.app import app
+
+    server, _ = fake_server
+    out = tmp_path / "out"
+    args = ["redteam", "--target", server.url("leaky"), "--model", "fake", "--out", str(out)]
+    args += ["--compare", server.url("blocking"), "--max-attempts", "12", "--rounds", "0"]
+    result = CliRunner().invoke(app, [*args, "--api-key", "k", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [t["slot"] for t in summary["targets"]] == ["target", "compare"]
+    leaky, blocked = summary["targets"]
+    assert leaky["overall"]["n"] == blocked["overall"]["n"] == 12
+    assert leaky["overall"]["successes"] > 0 and blocked["overall"]["successes"] == 0
+    assert blocked["attempts"]["blocked"] == 12
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "mantlet.redteam.report/1"
+    assert set(report["comparison"]["by_owasp"]["LLM01"]) == {"target", "compare"}
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    # Twelve attempts cover all nine categories of the built-in library.
+    assert len(report["targets"][0]["by_category"]) == 9
+
+
+def test_cli_rejects_unknown_converters(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mantlet.cli.app import app
+
+    args = ["redteam", "--target", "http://127.0.0.1:9/v1", "--model", "m", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--converters", "base64,nope"])
+    assert result.exit_code == 2
+    assert "unknown converter" in result.output

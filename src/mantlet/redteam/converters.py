@@ -57,19 +57,21 @@ def _unrot13(text: str) -> str:
 _WORD = re.compile(r"[A-Za-z]+")
 _LEET = str.maketrans("aeiost", "431057")
 _UNLEET = str.maketrans("431057", "aeiost")
+# Words of five letters or more, not glued to digits ("base64" stays as is).
+_LEET_WORD = re.compile(r"(?<![A-Za-z0-9])[a-z]{5,}(?![A-Za-z0-9])")
+# What such a word became: five or more letters and leet digits, at least one
+# digit, and no other digit.
+_LEETED = re.compile(r"(?<![A-Za-z0-9])(?=[a-z431057]*[431057])[a-z431057]{5,}(?![A-Za-z0-9])")
 
 
 def _leet(payload: str, _: int) -> str:
     # Lower case first: mixed-case leet reads as random data to people and filters alike.
     # Short words stay plain ("and", "that"): they carry no keyword a filter looks for.
-    return _WORD.sub(
-        lambda m: m.group().translate(_LEET) if len(m.group()) >= 5 else m.group(),
-        payload.lower(),
-    )
+    return _LEET_WORD.sub(lambda m: m.group().translate(_LEET), payload.lower())
 
 
 def _unleet(text: str) -> str:
-    return text.translate(_UNLEET)
+    return _LEETED.sub(lambda m: m.group().translate(_UNLEET), text)
 
 
 # --- invisible and lookalike characters ---------------------------------------
