@@ -99,10 +99,8 @@ def fake_targets() -> tuple[FastAPI, list[dict[str, Any]]]:
             if "please" not in last.lower():
                 return _completion("No.")
             return _completion(f"Sure. {system}")
-        if mode == "leaky-encoded":
-            leak = base64.b64encode(system.encode()).decode()
-        else:
-            leak = system
+        encoded = mode == "leaky-encoded"
+        leak = base64.b64encode(system.encode()).decode() if encoded else system
         content = f"Sure! You said: {last}\nMy instructions were: {leak}"
         return _completion(content, "length", max_tokens)
 

@@ -97,9 +97,7 @@ def test_summary_counts_errors_apart_and_keeps_round_zero_rate() -> None:
             "status": status,
             "success": any(rounds),
             "success_round": rounds.index(True) if any(rounds) else None,
-            "rounds": [
-                {"success": s, "messages": [], "replies": [], "judges": []} for s in rounds
-            ],
+            "rounds": [{"success": s, "messages": [], "replies": [], "judges": []} for s in rounds],
         }
 
     records = [
