@@ -33,7 +33,7 @@ _RULE_LINE = re.compile(r"^[\s<>\-=*`\"]*$")
 
 
 class Attacker:
-    def __init__(self, model: ChatModel, *, max_tokens: int = 200, temperature: float = 0.9):
+    def __init__(self, model: ChatModel, *, max_tokens: int = 120, temperature: float = 0.9):
         self.model = model
         self._max_tokens = max_tokens
         self._temperature = temperature

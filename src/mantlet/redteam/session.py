@@ -57,7 +57,7 @@ async def run_session(
     progress: ProgressFactory | None = None,
     version: str = "",
 ) -> dict[str, Any]:
-    """Run every target (one after another, same attempts and seeds) and
+    """Run every target (concurrently, same attempts and seeds) and
     write ``report.json`` and ``report.html`` to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     policy_judge = PolicyJudge(policy, [seeds.canary])
@@ -71,31 +71,27 @@ async def run_session(
     ]
     if judge_model is not None:
         judges.append(LLMJudge(judge_model))
-    sections = []
+
+    async def one(target: TargetRun) -> dict[str, Any]:
+        store = AttemptStore(out / f"attempts-{_slug(target.slot)}.jsonl", target.model.label)
+        callback = progress(target.slot, len(attempts)) if progress else None
+        records, skipped = await run_attempts(
+            target.model,
+            attempts,
+            judges,
+            seeds,
+            store,
+            options=options,
+            attacker=attacker,
+            on_progress=callback,
+        )
+        return summarize(
+            target.slot, target.model.label, target.model_name, records, len(attempts), skipped
+        )
+
     try:
-        for target in targets:
-            store = AttemptStore(out / f"attempts-{_slug(target.slot)}.jsonl", target.model.label)
-            callback = progress(target.slot, len(attempts)) if progress else None
-            records, skipped = await run_attempts(
-                target.model,
-                attempts,
-                judges,
-                seeds,
-                store,
-                options=options,
-                attacker=attacker,
-                on_progress=callback,
-            )
-            sections.append(
-                summarize(
-                    target.slot,
-                    target.model.label,
-                    target.model_name,
-                    records,
-                    len(attempts),
-                    skipped,
-                )
-            )
+        # Targets are independent endpoints: attack them at the same time.
+        sections = list(await asyncio.gather(*(one(t) for t in targets)))
     finally:
         policy_judge.close()
     report = build_report(sections, report_options or {}, version)
