@@ -205,3 +205,14 @@ def test_cli_rejects_unknown_converters(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, "--converters", "base64,nope"])
     assert result.exit_code == 2
     assert "unknown converter" in result.output
+
+
+def test_cli_help_names_the_interface() -> None:
+    from typer.testing import CliRunner
+
+    from mantlet.cli.app import app
+
+    result = CliRunner().invoke(app, ["redteam", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in ("--target", "--api-key", "--model", "--out", "--max-attempts", "--compare"):
+        assert option in result.output
