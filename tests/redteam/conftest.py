@@ -4,6 +4,7 @@ thread), as the gateway's live-server tests do."""
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import threading
 import time
@@ -66,8 +67,9 @@ def _completion(content: str, finish: str = "stop", tokens: int = 5) -> dict[str
 def fake_targets() -> tuple[FastAPI, list[dict[str, Any]]]:
     """One app, several behaviours chosen by the first path segment:
 
-    - ``leaky``: complies with everything: repeats the user's message, its whole
-      system prompt verbatim, and runs to the token limit.
+    - ``leaky``: complies with everything: says the capitalised words it is
+      asked to say, its whole system prompt verbatim, and runs to the token limit.
+    - ``parrot``: only repeats the user's message back.
     - ``leaky-encoded``: the same, but the system prompt only in base64.
     - ``refusing``: always refuses.
     - ``blocking``: a guard that rejects every request (HTTP 400 content_blocked).
@@ -101,7 +103,11 @@ def fake_targets() -> tuple[FastAPI, list[dict[str, Any]]]:
             return _completion(f"Sure. {system}")
         encoded = mode == "leaky-encoded"
         leak = base64.b64encode(system.encode()).decode() if encoded else system
-        content = f"Sure! You said: {last}\nMy instructions were: {leak}"
+        if mode == "parrot":
+            return _completion(f"You said: {last}")
+        # Obeys: says the words in capitals it was asked to say.
+        said = " ".join(re.findall(r"\b[A-Z][A-Z ]{3,}[A-Z]\b", last))
+        content = f"Sure! {said}\nMy instructions were: {leak}"
         return _completion(content, "length", max_tokens)
 
     return app, seen

@@ -216,3 +216,15 @@ def test_cli_help_names_the_interface() -> None:
     assert result.exit_code == 0
     for option in ("--target", "--api-key", "--model", "--out", "--max-attempts", "--compare"):
         assert option in result.output
+
+
+def test_parroting_the_attack_is_not_success(fake_server: Any, tmp_path: Path) -> None:
+    server, _ = fake_server
+    ids = ["pi-direct-override", "pi-direct-fake-system", "jb-dan"]
+    report = _run(
+        server.url("parrot"),
+        tmp_path,
+        expand([p for p in load_probes() if p.id in ids], converters=["rot13", "zero_width"]),
+    )
+    section = report["targets"][0]
+    assert section["overall"]["n"] == 9 and section["overall"]["successes"] == 0

@@ -238,7 +238,7 @@ async def _converse(
             break
         messages.append({"role": "assistant", "content": reply.text})
     status = next((r.status for r in replies if r.status != "ok"), "ok")
-    exchange = Exchange(attempt.probe, replies, options.max_tokens)
+    exchange = Exchange(attempt.probe, replies, options.max_tokens, list(turns))
     wanted = [j for j in judges if j.name != "llm" or "llm" in attempt.probe.judges]
     results: list[JudgeResult] = await run_judges(wanted, exchange) if status != "error" else []
     return {
