@@ -120,7 +120,7 @@ def render_html(report: dict[str, Any]) -> str:
     sections: list[dict[str, Any]] = report["targets"]
     legend = "".join(
         f'<span><i class="swatch" style="background:{_COLOURS[i % len(_COLOURS)]}"></i>'
-        f"{escape(s['slot'])}: {escape(s['label'])} ({escape(s['model'])})</span>"
+        f"{escape(s['slot'])}: {escape(s['label'])}</span>"
         for i, s in enumerate(sections)
     )
     summary_rows = "".join(
