@@ -119,3 +119,13 @@ def test_summary_counts_errors_apart_and_keeps_round_zero_rate() -> None:
     assert (section["overall"]["successes"], section["overall"]["n"]) == (2, 3)
     assert section["overall_without_attacker"]["successes"] == 1
     assert section["by_owasp"]["LLM01"]["name"] == "Prompt Injection"
+
+
+def test_unguarded_baseline_example_loads() -> None:
+    from mantlet.gateway.settings import load_settings
+    from mantlet.policy.loader import load_policy
+
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "examples/redteam/unguarded-gateway.yaml")
+    assert settings.canary is False
+    assert load_policy(root / "examples/redteam/no-detectors.yaml").detectors == {}
