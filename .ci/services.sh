@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs PostgreSQL and Redis from Debian packages and starts them on
 # loopback for the scale-out tests; sourced by .ci/run so the exported URLs
-# reach `make test`. Fails loudly: these tests are part of CI, not optional.
+# reach `make test`. Also installs Debian's chromium for the red-team report's
+# headless screenshot test (Playwright drives /usr/bin/chromium; no browser
+# download). Fails loudly: these tests are part of CI, not optional.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need[@]}" >/dev/null \

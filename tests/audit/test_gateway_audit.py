@@ -57,8 +57,21 @@ def call(gw: dict[str, Any], method: str, path: str, who: str, **kw: Any) -> htt
     return httpx.request(method, base + path, headers=headers, timeout=30, **kw)
 
 
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """SDK clients hold pooled sockets: close them when each test ends."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def sdk(gw: dict[str, Any], who: str = "app") -> openai.OpenAI:
-    return openai.OpenAI(api_key=gw["keys"][who], base_url=gw["url"], max_retries=0)
+    client = openai.OpenAI(api_key=gw["keys"][who], base_url=gw["url"], max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def test_manifest_round_trip_through_the_openai_sdk(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mantlet.cli import anonymize as anonymize_command
-from mantlet.cli import audit, gateway, info, policy, scan, watermark
+from mantlet.cli import audit, gateway, info, policy, redteam, scan, watermark
 from mantlet.cli import eval as eval_command
 from mantlet.cli._common import set_verbose
 
@@ -41,6 +41,7 @@ app.command("verify")(audit.verify_manifest_command)
 app.command("encrypt")(audit.encrypt_command)
 app.command("decrypt")(audit.decrypt_command)
 app.add_typer(watermark.app, name="watermark")
+app.command("redteam")(redteam.redteam)
 app.command("detectors")(info.detectors)
 app.command("version")(info.version)
 
