@@ -114,8 +114,8 @@ class StructuredAnonymizer:
     def parquet(self, source: str, target: str, hints: Mapping[str, str] | None = None) -> int:
         """String columns of a Parquet file (needs pyarrow)."""
         try:
-            import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
-            import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+            import pyarrow as pa  # type: ignore[import-not-found, import-untyped, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-not-found, import-untyped, unused-ignore]
         except ImportError:
             raise ConfigError("Parquet needs pyarrow (pip install pyarrow)") from None
         hints = dict(hints or {})
