@@ -97,15 +97,26 @@ class Model:
     def generate(
         self, prompt: str, n: int, temp: float, seed: int, proc: Any
     ) -> tuple[list[int], float]:
-        """The gateway's call (create_completion) with end-of-text banned."""
+        """The gateway's call (create_completion) with end-of-text banned.
+
+        The ban is a logits processor of ours, not ``logit_bias``: in
+        llama-cpp-python 0.3.x passing ``logit_bias`` together with
+        ``logits_processor`` silently drops the processors (``list.extend``
+        returns None), which would switch the watermark off.
+        """
+        eos = self.eos
+
+        def no_eos(_ids: Any, scores: Any) -> Any:
+            scores[eos] = -math.inf
+            return scores
+
         started = time.perf_counter()
         out = self.llm.create_completion(
             prompt=prompt,
             max_tokens=n,
             temperature=temp,
             seed=seed,
-            logit_bias={self.eos: -100.0},
-            logits_processor=[proc] if proc is not None else None,
+            logits_processor=[proc, no_eos] if proc is not None else [no_eos],
         )
         elapsed = time.perf_counter() - started
         return self.tokenize(out["choices"][0]["text"])[:n], elapsed

@@ -32,6 +32,8 @@ class FakeLlama:
 
     def create_chat_completion(self, messages: Any, **options: Any) -> dict[str, Any]:
         self.processors.append(options.get("logits_processor"))
+        # llama-cpp-python drops logits processors when logit_bias is given.
+        assert "logit_bias" not in options
         return {"object": "chat.completion", "choices": [{"message": {"content": "ok"}}]}
 
     def close(self) -> None:
@@ -60,7 +62,7 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 async def test_local_answers_are_watermarked_with_the_tenants_key(tmp_path: Path) -> None:
     provider, fake = local_provider(tmp_path, gamma=0.5, delta=3.0, context=2)
     with tenant_scope("acme"):
-        answer = await provider.send("chat/completions", CHAT)
+        answer = await provider.send("chat/completions", {**CHAT, "logit_bias": {"5": 10}})
     processor = fake.processors[0][0]
     assert isinstance(processor, WatermarkLogitsProcessor)
     key = WatermarkKeyRing.in_data_dir(tmp_path).active("acme")[0]

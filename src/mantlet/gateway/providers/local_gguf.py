@@ -29,7 +29,9 @@ from mantlet.gateway.providers.base import Endpoint, ProviderError
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 _MAX_TOKENS = 512
-# Request fields passed on to llama.cpp; everything else is ignored.
+# Request fields passed on to llama.cpp; everything else is ignored. Never add
+# logit_bias: llama-cpp-python 0.3.x then silently drops the logits processors
+# (``LogitsProcessorList.extend`` returns None), i.e. the watermark.
 _SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
