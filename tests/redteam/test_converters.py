@@ -33,9 +33,9 @@ def test_converter_round_trips(name: str, payload: str) -> None:
         assert recovered == expected
 
 
-# Where normalize() does not (yet) see through a converter: its ROT13 check
-# needs three common English words after decoding, and this payload has two.
-KNOWN_GAPS = {("rot13", PAYLOADS[2])}
+# Where normalize() does not (yet) see through a converter (none at present;
+# an entry here is a strict xfail, so fixing a gap means removing it).
+KNOWN_GAPS: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize(

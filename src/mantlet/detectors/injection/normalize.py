@@ -134,7 +134,8 @@ _COMMON_WORDS = frozenset(
     the you your ignore previous instructions instruction system prompt and all to of is
     are now reveal password secret forget disregard above prior rules tell me what this
     that with for not do please must print show output admin developer mode act new task
-    in it from have will can my we on at by if was
+    in it from have will can my we on at by if was repeat hidden verbatim any initial text
+    words everything
     """.split()
 )
 
