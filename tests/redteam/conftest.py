@@ -5,46 +5,22 @@ from __future__ import annotations
 
 import base64
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class ModeServer:
+    """The fake targets on one live server; each mode is its own base URL."""
 
-
-class LiveServer:
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    def __init__(self, base_url: str) -> None:
+        self._root = base_url.removesuffix("/v1")
 
     def url(self, mode: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{mode}/v1"
+        return f"{self._root}/{mode}/v1"
 
 
 def _completion(content: str, finish: str = "stop", tokens: int = 5) -> dict[str, Any]:
@@ -114,7 +90,7 @@ def fake_targets() -> tuple[FastAPI, list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[tuple[LiveServer, list[dict[str, Any]]]]:
+def fake_server(live_server: type[Any]) -> Iterator[tuple[ModeServer, list[dict[str, Any]]]]:
     app, seen = fake_targets()
-    with LiveServer(app) as server:
-        yield server, seen
+    with live_server(app) as server:
+        yield ModeServer(server.url), seen

@@ -10,7 +10,6 @@ the text for ordinary prompts.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
+from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.secrets.rules import (
     CompiledRule,
     builtin_rules,
@@ -85,7 +85,9 @@ class SecretsDetector:
             if keywords and not any(k in lowered for k in keywords):
                 continue
             findings.extend(self._matches(compiled, text, subject, scores))
-        return _strongest_per_region(findings)
+        # Where rules overlap (a JWT inside an Authorization header, an OpenAI
+        # key assigned to `api_key`), keep the most specific finding only.
+        return strongest_per_region(findings)
 
     def _matches(
         self,
@@ -135,26 +137,6 @@ def _group_text(text: str, match: Any, group: int | None) -> str | None:
         return None
     start, end = match.span(group)
     return text[start:end] if start >= 0 else None
-
-
-def _strongest_per_region(findings: list[Finding]) -> list[Finding]:
-    """Where rules overlap (a JWT inside an Authorization header, an OpenAI
-    key assigned to `api_key`), keep the most specific finding only.
-
-    Greedy by score; kept spans never overlap, so their starts and ends sort
-    alike and one bisection finds the only neighbours that could collide.
-    """
-    starts: list[int] = []
-    kept: list[Finding] = []
-    for finding in sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start)):
-        i = bisect.bisect_left(starts, finding.start)
-        if i < len(kept) and kept[i].start < finding.end:
-            continue
-        if i > 0 and kept[i - 1].end > finding.start:
-            continue
-        starts.insert(i, finding.start)
-        kept.insert(i, finding)
-    return kept
 
 
 @register("secrets")
