@@ -10,18 +10,24 @@ crosses it. Released text is the sanitized (redacted) form, with the same
 placeholders a non-streamed answer would get. A block verdict, or a
 sanitized prefix that no longer matches what was already sent, ends the
 stream with an error event (fail closed).
+
+``StreamRelay`` turns the upstream's chunks into the client's events, with
+one guard per choice.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mantlet.core.types import Action, Verdict
 from mantlet.errors import MantletError
+from mantlet.privacy import StreamRestorer
 
-__all__ = ["StreamBlocked", "StreamGuard"]
+__all__ = ["StreamBlocked", "StreamGuard", "StreamRelay"]
 
 Check = Callable[[str], Awaitable[Verdict]]
 
@@ -118,3 +124,156 @@ def _unclosed_block(text: str) -> int | None:
     if last is None or _CLOSER in text[last.end() :]:
         return None
     return last.start()
+
+
+class StreamRelay:
+    """Turns upstream chunks into guarded client events: content goes
+    through one StreamGuard per choice; tool calls are collected and checked
+    whole at the end (arguments are only meaningful complete)."""
+
+    def __init__(
+        self,
+        model: str,
+        check: Callable[[str], Awaitable[Verdict]],
+        holdback: int,
+        restorer: Callable[[], StreamRestorer] | None = None,
+    ) -> None:
+        self.model = model
+        self._check = check
+        self._holdback = holdback
+        # Pseudonymized conversations: surrogates in released text become the
+        # caller's real values again (a surrogate split across events too).
+        self._restorer = restorer
+        self.restorers: dict[int, StreamRestorer] = {}
+        self.sent: dict[int, str] = {}
+        self.guards: dict[int, StreamGuard] = {}
+        self.tools: dict[int, dict[int, dict[str, Any]]] = {}
+        self.finish: dict[int, Any] = {}
+        self.base: dict[str, Any] = {}
+        self.chat = True
+        self.usage: dict[str, int] = {}
+        self.usage_event: bytes | None = None
+        self.watermark: dict[str, Any] | None = None
+        self._tool_verdicts: list[Verdict] = []
+
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return f"data: {json.dumps({**self.base, 'choices': choices, **extra})}\n\n".encode()
+
+    def _part(self, index: int, text: str, first: bool) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": index, "text": text, "finish_reason": None}
+        delta: dict[str, Any] = {"content": text}
+        if first:
+            delta["role"] = "assistant"
+        return {"index": index, "delta": delta, "finish_reason": None}
+
+    async def run(
+        self, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        async def all_chunks() -> AsyncIterator[dict[str, Any]]:
+            yield first
+            async for chunk in rest:
+                yield chunk
+
+        async for chunk in all_chunks():
+            if not self.base:
+                self.chat = chunk.get("object") != "text_completion"
+                self.base = {k: chunk[k] for k in ("id", "created") if k in chunk}
+                self.base["model"] = self.model
+                self.base["object"] = "chat.completion.chunk" if self.chat else "text_completion"
+            if isinstance(chunk.get("mantlet_watermark"), dict):
+                self.watermark = chunk["mantlet_watermark"]
+            if isinstance(chunk.get("usage"), dict):
+                usage = chunk["usage"]
+                self.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
+                self.usage_event = self._event([], usage=self.usage)
+            for choice in chunk.get("choices") or []:
+                if not isinstance(choice, dict):
+                    continue
+                index = int(choice.get("index", 0) or 0)
+                new = index not in self.guards
+                guard = self.guards.setdefault(
+                    index, StreamGuard(self._check, holdback=self._holdback)
+                )
+                if choice.get("finish_reason"):
+                    self.finish[index] = choice["finish_reason"]
+                delta = choice.get("delta") if self.chat else None
+                text = choice.get("text") if not self.chat else (delta or {}).get("content")
+                for call in (delta or {}).get("tool_calls") or []:
+                    self._collect_tool_call(index, call)
+                if new and self.chat:
+                    yield self._event([self._part(index, "", True)])
+                if isinstance(text, str) and text:
+                    released = self._restore(index, await guard.feed(text))
+                    if released:
+                        yield self._event([self._part(index, released, False)])
+        for index, guard in sorted(self.guards.items()):
+            released = self._restore(index, await guard.finish(), final=True)
+            if released:
+                yield self._event([self._part(index, released, False)])
+            calls = self._tool_calls(index)
+            if calls:
+                verdict = await self._check(json.dumps(calls))
+                self._tool_verdicts.append(verdict)
+                if verdict.blocked:
+                    raise StreamBlocked("tool call blocked by policy", verdict)
+                if verdict.sanitized_text is not None:
+                    raise StreamBlocked("tool call arguments would need redaction", verdict)
+                tool_delta = {"tool_calls": [{**c, "index": i} for i, c in enumerate(calls)]}
+                part = {"index": index, "delta": tool_delta, "finish_reason": None}
+                yield self._event([part])
+
+    def _restore(self, index: int, text: str, *, final: bool = False) -> str:
+        if self._restorer is not None:
+            restorer = self.restorers.setdefault(index, self._restorer())
+            text = restorer.feed(text) if text else ""
+            if final:
+                text += restorer.flush()
+        self.sent[index] = self.sent.get(index, "") + text
+        return text
+
+    def _collect_tool_call(self, index: int, call: dict[str, Any]) -> None:
+        slot = self.tools.setdefault(index, {}).setdefault(
+            int(call.get("index", 0) or 0), {"type": "function", "function": {"arguments": ""}}
+        )
+        if call.get("id"):
+            slot["id"] = call["id"]
+        function = call.get("function") or {}
+        if function.get("name"):
+            slot["function"]["name"] = function["name"]
+        slot["function"]["arguments"] += function.get("arguments") or ""
+
+    def _tool_calls(self, index: int) -> list[dict[str, Any]]:
+        return [call for _, call in sorted(self.tools.get(index, {}).items())]
+
+    def closing_event(self, audit_index: int | None, manifest: str | None) -> bytes:
+        """The last chunk of each choice (finish_reason); the manifest and the
+        audit index ride on it as extra fields the SDK keeps."""
+        parts = []
+        for index in sorted(self.guards):
+            reason = self.finish.get(index, "stop")
+            part: dict[str, Any] = {"index": index, "finish_reason": reason}
+            if self.chat:
+                part["delta"] = {}
+            else:
+                part["text"] = ""
+            parts.append(part)
+        extra: dict[str, Any] = {"mantlet_audit_index": audit_index}
+        if self.watermark:
+            extra["mantlet_watermark"] = self.watermark
+        if manifest:
+            extra["mantlet_provenance"] = manifest
+        return self._event(parts, **extra)
+
+    def texts(self) -> list[str]:
+        """The text each choice's caller received."""
+        return [self.sent.get(index, "") for index in sorted(self.guards)]
+
+    def verdicts(self) -> list[Verdict]:
+        found = [g.last_verdict for _, g in sorted(self.guards.items()) if g.last_verdict]
+        return found + self._tool_verdicts
+
+    def answer(self) -> dict[str, Any]:
+        """What the caller received, as one object (for the audit digest)."""
+        tools = {str(i): self._tool_calls(i) for i in self.tools}
+        return {**self.base, "choices": self.texts(), "tool_calls": tools}

@@ -10,6 +10,7 @@ while any change of visible text does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import unicodedata
@@ -86,8 +87,14 @@ def build_manifest(
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _private_jwk(key: SigningKey) -> OKPKey:
+    """Imported once per key: signing runs on every answer."""
+    return OKPKey.import_key(key.private_jwk())
+
+
 def sign_manifest(manifest: Mapping[str, Any], key: SigningKey) -> str:
-    jwk = OKPKey.import_key(key.private_jwk())
+    jwk = _private_jwk(key)
     header = {"alg": "Ed25519", "kid": key.kid, "typ": MANIFEST_TYPE}
     return jws.serialize_compact(header, rfc8785.dumps(dict(manifest)), jwk, algorithms=["Ed25519"])
 
