@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from mantlet.cli._common import guarded, print_json, stderr, stdout
+from mantlet.cli._common import guarded, print_json, read_text, stderr, stdout
 from mantlet.cli.gateway import ConfigOption, DataDirOption, JsonFlag, open_accountability
 from mantlet.errors import InvalidInputError
 
@@ -23,13 +23,6 @@ tenant_app = typer.Typer(
     help="Tenant data keys: list, erase (crypto-shredding), rotate the master key.",
     no_args_is_help=True,
 )
-
-
-def _read(path: Path, what: str) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read {what} {path}: {type(exc).__name__}") from None
 
 
 @audit_app.command("verify")
@@ -51,7 +44,7 @@ def verify(
     from mantlet.audit import verify_log
 
     trail = open_accountability(config, data_dir)
-    witnessed = [_read(p, "checkpoint") for p in checkpoint or []]
+    witnessed = [read_text(None, p) for p in checkpoint or []]
     report = verify_log(trail.log, trail.verifier, witnessed=witnessed)
     if as_json:
         print_json(report.to_dict())
@@ -318,7 +311,7 @@ def verify_manifest_command(
     """Verify a provenance manifest offline; exit 0 only if it is valid for the text."""
     from mantlet.provenance import ManifestError, verify_manifest
 
-    raw = _read(manifest, "manifest").strip()
+    raw = read_text(None, manifest).strip()
     token = raw
     if raw.startswith("{"):
         try:
@@ -326,10 +319,10 @@ def verify_manifest_command(
             token = str(data["jws"])
         except (ValueError, KeyError, TypeError):
             raise InvalidInputError("manifest JSON has no 'jws' field") from None
-    answer = _read(text, "text")
+    answer = read_text(None, text)
     if keys is not None:
         try:
-            jwks = json.loads(_read(keys, "key set"))
+            jwks = json.loads(read_text(None, keys))
         except ValueError:
             raise InvalidInputError(f"{keys} is not JSON") from None
     else:
