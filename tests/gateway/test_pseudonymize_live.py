@@ -54,6 +54,25 @@ def echo_upstream(seen: list[str]) -> FastAPI:
             "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
         }
 
+    @upstream.post("/v1/completions")
+    async def complete(body: dict[str, Any]) -> Any:
+        prompt = str(body["prompt"])
+        seen.append(prompt)
+        base = {"id": "cmpl-echo", "object": "text_completion", "created": 0, "model": "m"}
+        if body.get("stream"):
+
+            def events() -> Iterator[str]:
+                for i in range(0, len(prompt), 5):
+                    choice = {"index": 0, "text": prompt[i : i + 5], "finish_reason": None}
+                    yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+                end = {"index": 0, "text": "", "finish_reason": "stop"}
+                yield f"data: {json.dumps({**base, 'choices': [end]})}\n\ndata: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        choice = {"index": 0, "text": prompt, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+        return {**base, "choices": [choice], "usage": usage}
+
     return upstream
 
 
@@ -142,3 +161,19 @@ def test_conversation_header_keeps_surrogates_stable_across_requests(
     assert "bob@example.com" not in second and "alice@example.com" not in second
     bob = first.split("first: ")[1].split("'")[0]  # bob's surrogate in the first request
     assert second.count(bob) == 1  # the same surrogate again in the second request
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_completion_prompts_are_pseudonymized_and_restored(
+    live: tuple[str, str, list[str]], stream: bool
+) -> None:
+    url, key, seen = live
+    with openai.OpenAI(api_key=key, base_url=url, max_retries=0) as sdk:
+        if stream:
+            events = sdk.completions.create(model="small", prompt=PROMPT, stream=True)
+            text = "".join(e.choices[0].text for e in events if e.choices)
+        else:
+            text = sdk.completions.create(model="small", prompt=PROMPT).choices[0].text
+    assert text == PROMPT
+    for value in ("jane.roe@example.org", "4111 1111 1111 1111", "GB82 WEST"):
+        assert value not in seen[-1]

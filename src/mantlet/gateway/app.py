@@ -19,7 +19,6 @@ import json
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -44,6 +43,7 @@ from mantlet.gateway.accountability import (
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
+from mantlet.gateway.middleware import Answer, Outcome, RequestMeta
 from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
 from mantlet.gateway.providers.base import stream_chunks
 from mantlet.gateway.pseudonymize import GatewayPrivacy
@@ -234,80 +234,64 @@ def create_app(
     install_handlers(app)
     app.include_router(watermark_router(gateway))
 
-    @app.middleware("http")
-    async def _request_meta(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        request.state.started = started
-        request.state.request_id = f"req_{uuid.uuid4().hex}"
-        request.state.upstream_ms = 0.0
+    def begin_request() -> None:
         _VERDICTS.set([])
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 - a bug must still answer in OpenAI's shape
-            response = error_response(500, "internal error", "internal_error")
-        finally:
-            if getattr(request.state, "in_flight", False):
-                gateway.quotas.leave(request.state.principal)
-        route = request.scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        if label not in _UNAUDITED and not getattr(request.state, "audited", False):
-            response = await audit_plain(request, response, label)
-        total_ms = (time.perf_counter() - started) * 1000
-        gateway.metrics.requests.labels(label, str(response.status_code)).inc()
-        gateway.metrics.latency.labels(label).observe(total_ms / 1000)
-        if response.status_code == 429:
+
+    def finish_request(request: Request, outcome: Outcome) -> None:
+        state = request.state
+        principal = getattr(state, "principal", None)
+        if principal is not None and getattr(state, "in_flight", False):
+            gateway.quotas.leave(principal)
+        gateway.metrics.requests.labels(outcome.route, str(outcome.status)).inc()
+        gateway.metrics.latency.labels(outcome.route).observe(outcome.total_ms / 1000)
+        if outcome.status == 429:
             gateway.metrics.limit_rejections.inc()
-        overhead_ms = total_ms - request.state.upstream_ms
-        response.headers["x-request-id"] = request.state.request_id
-        response.headers["x-mantlet-overhead-ms"] = f"{overhead_ms:.2f}"
-        principal = getattr(request.state, "principal", None)
         # One JSON line per request: identifiers, outcome and timings, never content.
         access_log.info(
             json.dumps(
                 {
                     "event": "request",
-                    "request_id": request.state.request_id,
+                    "request_id": state.request_id,
                     "method": request.method,
-                    "route": label,
-                    "status": response.status_code,
+                    "route": outcome.route,
+                    "status": outcome.status,
                     "key_id": principal.key_id if principal else None,
                     "tenant": principal.tenant if principal else None,
-                    "input_action": response.headers.get("x-mantlet-input-action"),
-                    "output_action": response.headers.get("x-mantlet-output-action"),
-                    "latency_ms": round(total_ms, 2),
-                    "overhead_ms": round(overhead_ms, 2),
+                    "input_action": outcome.headers.get("x-mantlet-input-action"),
+                    "output_action": outcome.headers.get("x-mantlet-output-action"),
+                    "latency_ms": round(outcome.total_ms, 2),
+                    "overhead_ms": round(outcome.overhead_ms, 2),
                 }
             )
         )
-        return response
 
-    async def audit_plain(request: Request, response: Response, label: str) -> Response:
+    async def audit_plain(request: Request, answer: Answer, label: str) -> Answer:
         """Records a request that produced no model answer (a refusal, an
-        admin action, a listing); the body is buffered to hash it. If the
-        record cannot be written the caller gets 503 instead (fail closed)."""
-        body = b""
-        iterator = getattr(response, "body_iterator", None)
-        if iterator is not None:
-            body = b"".join([bytes(chunk) async for chunk in iterator])
-        else:
-            body = bytes(response.body)
+        admin action, a listing). If the record cannot be written the caller
+        gets 503 instead (fail closed)."""
         error = None
         parsed: Any = None
         with contextlib.suppress(ValueError):
-            parsed = json.loads(body) if body else None
-        if response.status_code >= 400 and isinstance(parsed, dict):
+            parsed = json.loads(answer.body) if answer.body else None
+        if answer.status >= 400 and isinstance(parsed, dict):
             error = (parsed.get("error") or {}).get("code")
-        digest = body_digest(parsed) if isinstance(parsed, dict) else body_digest(body)
-        record = _request_record(request, label, response.status_code, digest, error)
+        digest = body_digest(parsed) if isinstance(parsed, dict) else body_digest(answer.body)
+        record = _request_record(request, label, answer.status, digest, error)
         try:
             request.state.audit_index = await trail.append(record)
         except AuditUnavailable:
-            return error_response(503, _AUDIT_DOWN, "audit_unavailable")
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        headers["x-mantlet-audit-index"] = str(request.state.audit_index)
-        return Response(body, response.status_code, headers, response.media_type)
+            failed = error_response(503, _AUDIT_DOWN, "audit_unavailable")
+            return Answer(503, {"content-type": "application/json"}, bytes(failed.body))
+        answer.headers["x-mantlet-audit-index"] = str(request.state.audit_index)
+        return answer
+
+    app.add_middleware(
+        RequestMeta,
+        audit=audit_plain,
+        begin=begin_request,
+        finish=finish_request,
+        unaudited=_UNAUDITED,
+    )
 
     async def audit_answer(
         request: Request,
@@ -751,11 +735,13 @@ def create_app(
         )
 
     async def guarded_texts(
-        body: dict[str, Any], field: str, tenant: str
-    ) -> tuple[dict[str, Any], Action]:
-        """Validate a string-or-list-of-strings field, check it on the input
-        side and return the body with the sanitized texts in the same shape.
-        Token-id arrays cannot be scanned, so they are refused (fail closed)."""
+        request: Request, body: dict[str, Any], field: str, tenant: str, *, pseudonymize: bool
+    ) -> tuple[dict[str, Any], Action, str | None, dict[str, Any]]:
+        """Validate a string-or-list-of-strings field, pseudonymize it when
+        asked and configured, check it on the input side and return the body
+        with the sanitized texts in the same shape (plus the conversation and
+        the metadata the output side needs). Token-id arrays cannot be
+        scanned, so they are refused (fail closed)."""
         raw = body.get(field)
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
@@ -763,19 +749,42 @@ def create_app(
                 400, f"'{field}' must be a string or a list of strings", "invalid_request", field
             )
         _check_count(texts, settings.max_messages, field)
-        sanitized, action = await _guard_texts(gateway, texts, tenant)
-        return {**body, field: sanitized[0] if isinstance(raw, str) else sanitized}, action
+        conversation, metadata = None, {}
+        if pseudonymize and gateway.privacy:
+            conversation = gateway.privacy.conversation(request, tenant)
+            texts = await gateway.privacy.pseudonymize_texts(texts, conversation)
+            metadata = gateway.privacy.shield_metadata(conversation)
+        sanitized, action = await _guard_texts(gateway, texts, tenant, metadata)
+        shaped = sanitized[0] if isinstance(raw, str) else sanitized
+        return {**body, field: shaped}, action, conversation, metadata
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         principal, body, model, stream = await admit(request)
-        upstream_body, action_in = await guarded_texts(body, "prompt", principal.tenant)
+        upstream_body, action_in, conversation, metadata = await guarded_texts(
+            request, body, "prompt", principal.tenant, pseudonymize=True
+        )
+        privacy = gateway.privacy if conversation is not None else None
         if stream:
+            restorer = (
+                (lambda: privacy.pseudonymizer.stream_restorer(conversation or ""))
+                if privacy
+                else None
+            )
             return await stream_reply(
-                request, principal, "completions", model, upstream_body, {}, action_in
+                request,
+                principal,
+                "completions",
+                model,
+                upstream_body,
+                metadata,
+                action_in,
+                restorer,
             )
         answer = await forward(request, principal, "completions", model, upstream_body)
-        verdict_out = await _guard_choices(gateway, answer, principal.tenant)
+        verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
+        if privacy and conversation is not None:
+            privacy.restore(answer, conversation)
         return await reply(
             request, principal, answer, stream, (action_in, verdict_out), upstream_body
         )
@@ -783,7 +792,11 @@ def create_app(
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         principal, body, model, _ = await admit(request)
-        upstream_body, action_in = await guarded_texts(body, "input", principal.tenant)
+        # Embeddings are vectors, not text a caller reads back: nothing to
+        # restore, so PII is redacted by the policy rather than pseudonymized.
+        upstream_body, action_in, _, _ = await guarded_texts(
+            request, body, "input", principal.tenant, pseudonymize=False
+        )
         answer = await forward(request, principal, "embeddings", model, upstream_body)
         actions = (action_in, Action.ALLOW)
         return await reply(request, principal, answer, False, actions, upstream_body)
@@ -860,10 +873,12 @@ async def _open_stream(
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
 
 
-async def _guard_texts(gateway: Gateway, texts: list[str], tenant: str) -> tuple[list[str], Action]:
+async def _guard_texts(
+    gateway: Gateway, texts: list[str], tenant: str, metadata: Mapping[str, Any] | None = None
+) -> tuple[list[str], Action]:
     """Input check for plain prompts: each is scanned as a user message."""
     messages = [{"role": "user", "content": text} for text in texts]
-    verdict = await gateway.check_input(messages, tenant=tenant)
+    verdict = await gateway.check_input(messages, tenant=tenant, metadata=metadata)
     if verdict.blocked:
         raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
     sanitized = [str(m["content"]) for m in verdict.sanitized_messages or messages]

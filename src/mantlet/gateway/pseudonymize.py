@@ -1,7 +1,7 @@
-"""Gateway side of reversible pseudonymization: PII in a chat request is
-swapped for per-conversation surrogates before the upstream sees it, and the
-upstream's answer is restored for the caller (streamed answers too: they are
-replayed from the restored answer).
+"""Gateway side of reversible pseudonymization: PII in a chat request or a
+completion prompt is swapped for per-conversation surrogates before the
+upstream sees it, and the upstream's answer is restored for the caller
+(streamed answers too, event by event).
 
 The conversation is the caller's ``x-mantlet-conversation`` header, scoped to
 the tenant, or the request itself; the vault lives in ``data_dir`` with its
@@ -65,6 +65,12 @@ class GatewayPrivacy:
         return await asyncio.to_thread(
             self.pseudonymizer.pseudonymize_messages, messages, conversation
         )
+
+    async def pseudonymize_texts(self, texts: Sequence[str], conversation: str) -> list[str]:
+        """Plain prompts (``/v1/completions``), as one conversation's user turns."""
+        messages = [{"role": "user", "content": text} for text in texts]
+        done = await self.pseudonymize(messages, conversation)
+        return [str(m["content"]) for m in done]
 
     def shield_metadata(self, conversation: str) -> dict[str, Any]:
         """Tells the policy's PII detector which spans are surrogates, so it
