@@ -9,6 +9,10 @@ asyncio httpx client. On a 2-core machine the client, the gateway and the
 upstream share the CPUs, so absolute figures are pessimistic; compare rows.
 
     python bench/gateway_overhead.py [--requests 400] [--litellm] [--json]
+
+"+p50"/"+p99" are the latency added over calling the upstream directly at the
+same concurrency; "srv" is Mantlet's own x-mantlet-overhead-ms header (time
+spent in the gateway minus time waiting for the upstream).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SYSTEM = "You are a helpful assistant for the operations team. Answer briefly and politely."
 PROMPT = "Please summarise the attached meeting notes in three short bullet points for the team."
 UPSTREAM_APP = """
 import json
@@ -69,8 +74,19 @@ def wait_ready(url: str, timeout: float = 90.0) -> None:
 
 async def load(url: str, key: str | None, concurrency: int, total: int) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    body = {"model": "bench", "messages": [{"role": "user", "content": PROMPT}]}
+    # A fixed system prompt and a different user message on every request, as
+    # in real traffic: caches may help with the first, never with the second.
+    nonce = time.time_ns()
+
+    def body(i: int) -> dict[str, Any]:
+        messages = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"{PROMPT} Reference {nonce}-{i}."},
+        ]
+        return {"model": "bench", "messages": messages}
+
     latencies: list[float] = []
+    server_overhead: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
@@ -78,27 +94,33 @@ async def load(url: str, key: str | None, concurrency: int, total: int) -> dict[
 
         async def worker() -> None:
             nonlocal errors
-            for _ in queue:
+            for i in queue:
                 started = time.perf_counter()
-                response = await client.post(url, json=body, headers=headers)
+                response = await client.post(url, json=body(i), headers=headers)
                 latencies.append((time.perf_counter() - started) * 1000)
                 errors += response.status_code != 200
+                if "x-mantlet-overhead-ms" in response.headers:
+                    server_overhead.append(float(response.headers["x-mantlet-overhead-ms"]))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
 
-    def pct(q: float) -> float:
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
-    return {
+    figures = {
         "rps": len(latencies) / elapsed,
-        "p50_ms": pct(50),
-        "p95_ms": pct(95),
-        "p99_ms": pct(99),
+        "p50_ms": pct(latencies, 50),
+        "p95_ms": pct(latencies, 95),
+        "p99_ms": pct(latencies, 99),
         "errors": errors,
     }
+    if server_overhead:  # what Mantlet itself reports (x-mantlet-overhead-ms)
+        figures["server_overhead_p50_ms"] = pct(server_overhead, 50)
+        figures["server_overhead_p99_ms"] = pct(server_overhead, 99)
+    return figures
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -245,18 +267,32 @@ def main(argv: list[str] | None = None) -> int:
         for process in processes:
             process.wait(timeout=20)
 
+    direct = report["direct"]
+    for name, rows in report.items():
+        if name == "direct":
+            continue
+        for concurrency, row in rows.items():  # latency added over the direct call
+            row["added_p50_ms"] = row["p50_ms"] - direct[concurrency]["p50_ms"]
+            row["added_p99_ms"] = row["p99_ms"] - direct[concurrency]["p99_ms"]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(
         f"{'target':10s} {'conc':>5s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
-        f"{'p99 ms':>8s} {'errors':>6s}"
+        f"{'p99 ms':>8s} {'+p50':>7s} {'+p99':>7s} {'srv p50':>8s} {'srv p99':>8s} {'errors':>6s}"
     )
     for name, rows in report.items():
         for concurrency, row in rows.items():
+            extra = "".join(
+                f" {row[k]:7.2f}" if k in row else f" {'':7s}"
+                for k in ("added_p50_ms", "added_p99_ms")
+            ) + "".join(
+                f" {row[k]:8.2f}" if k in row else f" {'':8s}"
+                for k in ("server_overhead_p50_ms", "server_overhead_p99_ms")
+            )
             print(
                 f"{name:10s} {concurrency:>5s} {row['rps']:8.1f} {row['p50_ms']:8.2f} "
-                f"{row['p95_ms']:8.2f} {row['p99_ms']:8.2f} {row['errors']:6.0f}"
+                f"{row['p95_ms']:8.2f} {row['p99_ms']:8.2f}{extra} {row['errors']:6.0f}"
             )
     return 0
 

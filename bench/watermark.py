@@ -3,7 +3,8 @@
 For N document prefixes from ``../shared/datasets/benign_documents`` the model
 continues the text for T_max tokens twice, with and without the watermark
 (same seed; end-of-text is banned so every sample reaches T_max; llama.cpp's
-default top-k 40 / top-p 0.95 / min-p 0.05 truncation, as the gateway serves).
+default top-k 40 / top-p 0.95 / min-p 0.05 truncation and the gateway's
+repetition penalty 1.1, as the gateway serves).
 It reports:
 
 - TPR at T = 50, 100, 200 (prefixes of the same samples): z >= 4.26 and the
@@ -95,7 +96,7 @@ class Model:
         return bytes(self.llm.detokenize(ids)).decode("utf-8", errors="replace")
 
     def generate(
-        self, prompt: str, n: int, temp: float, seed: int, proc: Any
+        self, prompt: str, n: int, temp: float, seed: int, proc: Any, repeat_penalty: float = 1.0
     ) -> tuple[list[int], float]:
         """The gateway's call (create_completion) with end-of-text banned.
 
@@ -116,6 +117,7 @@ class Model:
             max_tokens=n,
             temperature=temp,
             seed=seed,
+            repeat_penalty=repeat_penalty,
             logits_processor=[proc, no_eos] if proc is not None else [no_eos],
         )
         elapsed = time.perf_counter() - started
@@ -155,17 +157,69 @@ def rate(hits: int, n: int) -> str:
     return f"{hits / n:.3f} ({hits}/{n})" if n else "n/a"
 
 
+def speed(args: argparse.Namespace, model: Model, proc: Any, docs: list[str]) -> dict[str, Any]:
+    # --- speed through the gateway's call (create_completion, natural end):
+    # plain has no logits processor at all, watermarked has ours. Seconds per
+    # generated token; the CPU is shared, so the minimum over rounds is the
+    # steadiest figure, the median is shown too.
+    per_token: dict[bool, list[float]] = {True: [], False: []}
+    inside = {"calls": 0, "seconds": 0.0}
+
+    def timed(ids: Any, scores: Any) -> Any:
+        t0 = time.perf_counter()
+        out = proc(ids, scores)
+        inside["seconds"] += time.perf_counter() - t0
+        inside["calls"] += 1
+        return out
+
+    for i in range(args.speed_n):
+        prompt_text = " ".join(docs[i % len(docs)].split()[: args.prompt_words])
+        for marked in [True, False] if i % 2 == 0 else [False, True]:
+            started = time.perf_counter()
+            out = model.llm.create_completion(
+                prompt=prompt_text,
+                max_tokens=args.tokens,
+                temperature=args.temperature,
+                seed=args.seed + i,
+                repeat_penalty=args.repeat_penalty,
+                logits_processor=[timed] if marked else None,
+            )
+            elapsed = time.perf_counter() - started
+            per_token[marked].append(elapsed / max(1, out["usage"]["completion_tokens"]))
+    plain_min, wm_min = min(per_token[False]), min(per_token[True])
+    plain_med, wm_med = statistics.median(per_token[False]), statistics.median(per_token[True])
+    return {
+        "rounds": args.speed_n,
+        "plain_tokens_per_s_best": round(1 / plain_min, 1),
+        "watermarked_tokens_per_s_best": round(1 / wm_min, 1),
+        "slowdown_best_pct": round((wm_min / plain_min - 1) * 100, 1),
+        "plain_tokens_per_s_median": round(1 / plain_med, 1),
+        "watermarked_tokens_per_s_median": round(1 / wm_med, 1),
+        "slowdown_median_pct": round((wm_med / plain_med - 1) * 100, 1),
+        "processor_ms_per_token": round(inside["seconds"] / max(1, inside["calls"]) * 1000, 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2", help="smollm2, gemma3 or a GGUF path")
     parser.add_argument("--n", type=int, default=50, help="watermarked samples")
     parser.add_argument("--tokens", type=int, default=200, help="tokens per sample")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--repeat-penalty",
+        type=float,
+        default=1.1,
+        help="llama.cpp repetition penalty (the gateway's local-model default)",
+    )
     parser.add_argument("--gamma", type=float, default=0.25)
     parser.add_argument("--delta", type=float, default=2.0)
     parser.add_argument("--context", type=int, default=1, help="h (0 = unigram)")
     parser.add_argument("--keys", type=int, default=10, help="keys for the human-text FPR")
     parser.add_argument("--speed-n", type=int, default=10, help="pairs for the speed test")
+    parser.add_argument(
+        "--only-speed", action="store_true", help="run the speed test alone (on a quiet CPU)"
+    )
     parser.add_argument("--prompt-words", type=int, default=40)
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -179,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     proc = WatermarkLogitsProcessor(green)
     words = sorted({w for d in docs for w in d.split() if w.isalpha()})
 
+    if args.only_speed:
+        figures = speed(args, model, proc, rng.sample(docs, max(1, args.speed_n)))
+        print(json.dumps({"model": args.model, "speed": figures}, indent=2))
+        return 0
+
     # --- generation: watermarked and plain continuations of the same prompts
     prompts_docs = rng.sample(docs, args.n)
     samples: list[dict[str, Any]] = []
@@ -190,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"prompt": prompt}
         for marked in order:
             ids, seconds = model.generate(
-                prompt_text, args.tokens, args.temperature, seed, proc if marked else None
+                prompt_text,
+                args.tokens,
+                args.temperature,
+                seed,
+                proc if marked else None,
+                args.repeat_penalty,
             )
             row["wm" if marked else "plain"] = ids
             row["wm_s" if marked else "plain_s"] = seconds
@@ -206,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "n": args.n,
         "temperature": args.temperature,
+        "repeat_penalty": args.repeat_penalty,
         "params": params.describe("bench"),
         "z_threshold": Z_THRESHOLD,
     }
@@ -306,45 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "plain_mean": round(statistics.fmean(ppl_plain), 2),
     }
 
-    # --- speed through the gateway's call (create_completion, natural end):
-    # plain has no logits processor at all, watermarked has ours. Seconds per
-    # generated token; the CPU is shared, so the minimum over rounds is the
-    # steadiest figure, the median is shown too.
-    per_token: dict[bool, list[float]] = {True: [], False: []}
-    inside = {"calls": 0, "seconds": 0.0}
-
-    def timed(ids: Any, scores: Any) -> Any:
-        t0 = time.perf_counter()
-        out = proc(ids, scores)
-        inside["seconds"] += time.perf_counter() - t0
-        inside["calls"] += 1
-        return out
-
-    for i in range(args.speed_n):
-        prompt_text = " ".join(prompts_docs[i % len(prompts_docs)].split()[: args.prompt_words])
-        for marked in [True, False] if i % 2 == 0 else [False, True]:
-            started = time.perf_counter()
-            out = model.llm.create_completion(
-                prompt=prompt_text,
-                max_tokens=args.tokens,
-                temperature=args.temperature,
-                seed=args.seed + i,
-                logits_processor=[timed] if marked else None,
-            )
-            elapsed = time.perf_counter() - started
-            per_token[marked].append(elapsed / max(1, out["usage"]["completion_tokens"]))
-    plain_min, wm_min = min(per_token[False]), min(per_token[True])
-    plain_med, wm_med = statistics.median(per_token[False]), statistics.median(per_token[True])
-    results["speed"] = {
-        "rounds": args.speed_n,
-        "plain_tokens_per_s_best": round(1 / plain_min, 1),
-        "watermarked_tokens_per_s_best": round(1 / wm_min, 1),
-        "slowdown_best_pct": round((wm_min / plain_min - 1) * 100, 1),
-        "plain_tokens_per_s_median": round(1 / plain_med, 1),
-        "watermarked_tokens_per_s_median": round(1 / wm_med, 1),
-        "slowdown_median_pct": round((wm_med / plain_med - 1) * 100, 1),
-        "processor_ms_per_token": round(inside["seconds"] / max(1, inside["calls"]) * 1000, 3),
-    }
+    if args.speed_n:
+        results["speed"] = speed(args, model, proc, prompts_docs)
 
     print(json.dumps(results, indent=2))
     if args.json:

@@ -29,9 +29,11 @@ class FakeLlama:
 
     def __init__(self) -> None:
         self.processors: list[Any] = []
+        self.options: list[dict[str, Any]] = []
 
     def create_chat_completion(self, messages: Any, **options: Any) -> dict[str, Any]:
         self.processors.append(options.get("logits_processor"))
+        self.options.append(options)
         # llama-cpp-python drops logits processors when logit_bias is given.
         assert "logit_bias" not in options
         return {"object": "chat.completion", "choices": [{"message": {"content": "ok"}}]}
@@ -74,6 +76,8 @@ async def test_local_answers_are_watermarked_with_the_tenants_key(tmp_path: Path
         "h": 2,
     }
     assert key.secret.hex() not in json.dumps(answer)
+    # Small models loop without a repetition penalty (and loops carry no watermark).
+    assert fake.options[0]["repeat_penalty"] == 1.1
     with tenant_scope("other"):
         other = await provider.send("chat/completions", CHAT)
     assert other["mantlet_watermark"]["key_id"] != key.key_id

@@ -97,3 +97,50 @@ def test_key_file_is_created_0600_and_bad_keys_are_refused(tmp_path: Path) -> No
     path.write_text("abcd")
     with pytest.raises(ConfigError):
         load_or_create_key(path)
+
+
+# Each worker process allocates surrogates for its own values and for one
+# value every worker shares, in the same conversation of one vault file.
+_WORKER = """
+import json, sys
+from mantlet.detectors.pii import PiiDetector
+from mantlet.privacy import Pseudonymizer, Vault
+path, key, worker = sys.argv[1], bytes.fromhex(sys.argv[2]), int(sys.argv[3])
+pseudonymizer = Pseudonymizer(PiiDetector(), Vault(key, path))
+pairs = []
+for i in range(40):
+    for value in (f"person {worker}-{i}", "person shared"):
+        pairs.append((value, pseudonymizer.surrogate("shared", "PERSON", value, "")))
+print(json.dumps(pairs))
+"""
+
+
+def test_processes_sharing_a_vault_file_never_share_a_surrogate(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path, key = str(tmp_path / "vault.db"), generate_key()
+    Vault(key, path).close()  # create the file and schema once
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, path, key.hex(), str(w)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(3)
+    ]
+    pairs = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        pairs.extend(json.loads(out))
+    by_value: dict[str, set[str]] = {}
+    for value, surrogate in pairs:
+        by_value.setdefault(value, set()).add(surrogate)
+    assert all(len(s) == 1 for s in by_value.values())  # one surrogate per value
+    surrogates = {next(iter(s)) for s in by_value.values()}
+    assert len(surrogates) == len(by_value) == 3 * 40 + 1  # never two values on one
+    vault = Vault(key, path)
+    assert vault.mapping("shared") == {next(iter(s)): v for v, s in by_value.items()}
+    vault.close()

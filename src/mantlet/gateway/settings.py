@@ -53,6 +53,15 @@ class UpstreamSettings(BaseModel):
     )
     n_ctx: int = Field(2048, ge=256, le=131072, description="local: context length.")
     threads: int = Field(1, ge=1, le=64, description="local: CPU threads.")
+    repeat_penalty: float = Field(
+        1.1,
+        ge=1.0,
+        le=2.0,
+        description=(
+            "local: llama.cpp repetition penalty over the last 64 tokens. Small models loop"
+            " without one, and a looping answer is both poor and hard to watermark."
+        ),
+    )
     # The gateway's watermark settings, resolved against data_dir (local only).
     _watermark: WatermarkSettings | None = PrivateAttr(None)
 

@@ -36,8 +36,10 @@ class Pseudonymizer:
         self.style = style
         self.threshold = threshold
         self._fake_key = fake_key
-        # Numbering reads then writes the vault: serialized, so two concurrent
-        # requests of one conversation never give two values one surrogate.
+        # Numbering reads then writes the vault: serialized (here across
+        # threads, by the vault's transaction across processes), so two
+        # concurrent requests of one conversation never give two values one
+        # surrogate.
         self._lock = threading.Lock()
 
     # -- forward -------------------------------------------------------------
@@ -84,7 +86,7 @@ class Pseudonymizer:
         return out
 
     def surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:
-        with self._lock:
+        with self._lock, self.vault.allocating():
             return self._surrogate(conversation, kind, value, context)
 
     def _surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:

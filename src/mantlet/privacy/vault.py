@@ -5,6 +5,9 @@ Rows are found by HMAC digests of the conversation id and of the value, so the
 database holds no plaintext: without the key it reveals how many values a
 conversation has and when they expire, nothing else. SQLite (a file, or
 ``:memory:``) is the default store; any process holding the key can read it.
+Several processes (gateway workers) may share one file: allocating a new
+surrogate runs in one ``BEGIN IMMEDIATE`` transaction (:meth:`Vault.allocating`),
+so two workers can never hand the same surrogate to two values.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -78,9 +82,26 @@ class Vault:
         self._mac_key = hashlib.sha256(b"mantlet-vault-mac" + key).digest()
         self._ttl = ttl_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()  # re-entered inside allocating()
+        self._db = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=10.0
+        )
+        if str(path) != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+
+    @contextmanager
+    def allocating(self) -> Iterator[None]:
+        """One write transaction, exclusive across threads and processes:
+        look up, count and insert inside it and no other writer interleaves."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

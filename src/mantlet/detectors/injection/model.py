@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +33,10 @@ MODEL_PACKAGE = "mantlet.detectors.injection"
 MODEL_FOLDER = "model"
 WINDOW_TOKENS = 128  # content tokens per window (MiniLM was trained on <= 256)
 WINDOW_STRIDE = 64  # overlap, so a sentence on a window edge is seen whole once
+# Embeddings of recently seen windows. Chat clients resend the whole history
+# (and the same system prompt) every turn, so without this a conversation's
+# scanning cost grows with the square of its length. 4096 x 1.5 KB = 6 MB.
+CACHE_WINDOWS = 4096
 
 
 def default_model_dir() -> Path:
@@ -79,7 +84,14 @@ class Head:
 class Encoder:
     """Tokenizer plus int8 ONNX MiniLM returning L2-normalised mean-pooled embeddings."""
 
-    def __init__(self, onnx_path: Path, tokenizer_path: Path, *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        tokenizer_path: Path,
+        *,
+        threads: int = 1,
+        cache_windows: int = CACHE_WINDOWS,
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -99,6 +111,11 @@ class Encoder:
             raise DetectorError("tokenizer lacks the [CLS]/[SEP] tokens MiniLM expects")
         self._cls, self._sep = cls, sep
         self._lock = threading.Lock()
+        # Keyed by a digest of the window's token ids; holds no text.
+        self._cache: OrderedDict[bytes, npt.NDArray[np.float32]] = OrderedDict()
+        self._cache_windows = cache_windows
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0
 
     def windows(self, text: str) -> list[list[int]]:
         """Token-id windows (with [CLS]/[SEP]) covering the whole text."""
@@ -118,17 +135,30 @@ class Encoder:
         activation scale from the whole input tensor, so a batch would make a
         text's score depend on its neighbours (by up to ~0.05). A verdict must
         not change with what else was in flight, and single runs cost little
-        at these lengths.
+        at these lengths. The same property makes a window's embedding a pure
+        function of its token ids, which is what allows the cache.
         """
         import numpy as np
 
-        outputs = []
-        for first in range(0, len(windows), batch_size):
-            batch = windows[first : first + batch_size]
-            width = max(len(w) for w in batch)
+        if not windows:
+            return np.zeros((0, 384), dtype=np.float32)
+        keys = [_window_key(w) for w in windows]
+        found: dict[bytes, npt.NDArray[np.float32]] = {}
+        if batch_size == 1 and self._cache_windows:
+            with self._cache_lock:
+                for key in keys:
+                    cached = self._cache.get(key)
+                    if cached is not None:
+                        self._cache.move_to_end(key)
+                        found[key] = cached
+                        self.cache_hits += 1
+        missing = [(k, w) for k, w in zip(keys, windows, strict=True) if k not in found]
+        for first in range(0, len(missing), batch_size):
+            batch = missing[first : first + batch_size]
+            width = max(len(w) for _, w in batch)
             input_ids = np.zeros((len(batch), width), dtype=np.int64)
             attention = np.zeros((len(batch), width), dtype=np.int64)
-            for row, window in enumerate(batch):
+            for row, (_, window) in enumerate(batch):
                 input_ids[row, : len(window)] = window
                 attention[row, : len(window)] = 1
             with (
@@ -137,15 +167,24 @@ class Encoder:
                 (embedding,) = self._session.run(
                     ["embedding"], {"input_ids": input_ids, "attention_mask": attention}
                 )
-            outputs.append(embedding)
-        if not outputs:
-            return np.zeros((0, 384), dtype=np.float32)
-        result: npt.NDArray[np.float32] = np.concatenate(outputs).astype(np.float32)
-        return result
+            for row, (key, _) in enumerate(batch):
+                found[key] = np.asarray(embedding[row], dtype=np.float32)
+        if batch_size == 1 and self._cache_windows and missing:
+            with self._cache_lock:
+                for key, _ in missing:
+                    self._cache[key] = found[key]
+                while len(self._cache) > self._cache_windows:
+                    self._cache.popitem(last=False)
+        return np.stack([found[key] for key in keys]).astype(np.float32)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One embedding per text, from its first window only (training helper)."""
         return self.embed_windows([self.windows(t)[0] for t in texts])
+
+
+def _window_key(window: Sequence[int]) -> bytes:
+    packed = b"".join(int(t).to_bytes(4, "little") for t in window)
+    return hashlib.blake2b(packed, digest_size=16).digest()
 
 
 class InjectionModel:

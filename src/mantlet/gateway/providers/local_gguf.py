@@ -53,6 +53,7 @@ class LocalGGUFProvider:
         )
         self._n_ctx = settings.n_ctx
         self._threads = settings.threads
+        self._repeat_penalty = float(getattr(settings, "repeat_penalty", 1.1))
         self._llama: Any = None
         self._lock = threading.Lock()
         self._watermarker = _watermarker(getattr(settings, "watermark", None))
@@ -88,6 +89,7 @@ class LocalGGUFProvider:
         options = {k: request[k] for k in _SAMPLING if request.get(k) is not None}
         max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
         options["max_tokens"] = min(int(max_tokens or 256), _MAX_TOKENS)
+        options["repeat_penalty"] = self._repeat_penalty
         mark: dict[str, Any] | None = None
         if self._watermarker is not None:
             from mantlet.watermark import current_tenant
