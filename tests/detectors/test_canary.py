@@ -341,3 +341,17 @@ def test_megabyte_inputs_stay_fast(text: str) -> None:
     started = time.perf_counter()
     assert detector.detect(text, CTX) == []
     assert time.perf_counter() - started < 5.0
+
+
+def test_prepare_compiles_the_matcher_that_detect_then_reuses() -> None:
+    from mantlet.detectors import canary as module
+
+    token = make_canary()
+    before = module._matchers.cache_info()
+    module.prepare([token, "short"])  # unusable canaries are skipped
+    assert module._matchers.cache_info().misses == before.misses + 1
+    found = CanaryDetector().detect(
+        f"the secret is {token}", ScanContext(metadata={"canaries": [token]})
+    )
+    assert [f.kind for f in found] == ["CANARY_LEAK"]
+    assert module._matchers.cache_info().misses == before.misses + 1  # no second compile

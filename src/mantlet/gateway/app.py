@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from mantlet.audit import merkle
 from mantlet.core.types import Action, Verdict
 from mantlet.crypto.tenant_keys import TenantErased
-from mantlet.detectors.canary import canary_instruction, make_canary
+from mantlet.detectors import canary as canaries
 from mantlet.gateway.accountability import (
     Accountability,
     AuditUnavailable,
@@ -707,9 +707,11 @@ def create_app(
         sanitized = list(verdict_in.sanitized_messages or messages)
         metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
         if settings.canary:
-            canary = make_canary()
+            canary = canaries.make_canary()
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
+            # Its matcher compiles while the upstream works (detect finds it cached).
+            _in_background(asyncio.to_thread(canaries.prepare, [canary]))
         upstream_body = {**body, "messages": sanitized}
         if stream:
             privacy = gateway.privacy
@@ -928,7 +930,7 @@ def _check_count(items: list[Any], limit: int, param: str) -> None:
 def _with_canary(messages: list[dict[str, Any]], canary: str) -> list[dict[str, Any]]:
     """The request's messages with the canary sentence in the system prompt
     (appended to a leading string system message, or as a new first one)."""
-    instruction = canary_instruction(canary)
+    instruction = canaries.canary_instruction(canary)
     first = messages[0] if messages else {}
     if first.get("role") in ("system", "developer") and isinstance(first.get("content"), str):
         return [{**first, "content": f"{first['content']}\n\n{instruction}"}, *messages[1:]]
