@@ -58,32 +58,38 @@ def test_key_store_on_postgresql_is_shared_by_replicas() -> None:
         second.close()
 
 
-def test_rate_limits_in_redis_are_shared_by_replicas() -> None:
+@pytest.mark.asyncio
+async def test_rate_limits_in_redis_are_shared_by_replicas() -> None:
     url = need(REDIS, "redis")
     principal = Principal(key_id=f"k{uuid.uuid4().hex[:9]}", tenant="t", role="app", models=None)
     replica_a = Quotas(storage_uri=url, requests="3/minute")
     replica_b = Quotas(storage_uri=url, requests="3/minute")
-    replica_a.admit(principal)
-    replica_b.admit(principal)
-    replica_a.admit(principal)
+    await replica_a.admit(principal)
+    await replica_b.admit(principal)
+    await replica_a.admit(principal)
     with pytest.raises(GatewayError) as refused:
-        replica_b.admit(principal)
+        await replica_b.admit(principal)
     assert refused.value.status == 429
     assert int(refused.value.headers["Retry-After"]) >= 1
+    await replica_a.aclose()
+    await replica_b.aclose()
 
 
-def test_token_budget_in_redis_is_shared_by_replicas() -> None:
+@pytest.mark.asyncio
+async def test_token_budget_in_redis_is_shared_by_replicas() -> None:
     url = need(REDIS, "redis")
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     principal = Principal(key_id="k", tenant=tenant, role="app", models=None)
     replica_a = Quotas(storage_uri=url, requests=None, tenant_tokens="100/day")
     replica_b = Quotas(storage_uri=url, requests=None, tenant_tokens="100/day")
-    replica_a.admit(principal)
-    replica_a.charge(principal, 60)
-    replica_b.admit(principal)
-    replica_b.charge(principal, 60)
+    await replica_a.admit(principal)
+    await replica_a.charge(principal, 60)
+    await replica_b.admit(principal)
+    await replica_b.charge(principal, 60)
     with pytest.raises(GatewayError):
-        replica_a.admit(principal)
+        await replica_a.admit(principal)
+    await replica_a.aclose()
+    await replica_b.aclose()
 
 
 def test_two_gateway_processes_share_one_redis_limit(

@@ -228,6 +228,7 @@ def create_app(
             await asyncio.to_thread(trail.publish_checkpoint)
         for provider in gateway.providers.values():
             await provider.aclose()
+        await gateway.quotas.aclose()
 
     app = FastAPI(title="Mantlet gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
@@ -515,7 +516,7 @@ def create_app(
         """Steps every generation route shares: authenticate, authorize, count
         against quotas, read the bounded body, check model and stream."""
         principal = gateway.authorize(request, "chat")
-        gateway.quotas.admit(principal)
+        await gateway.quotas.admit(principal)
         gateway.quotas.enter(principal)
         request.state.in_flight = True
         body = await _read_json(request, settings.max_body_bytes)
@@ -560,7 +561,7 @@ def create_app(
             chars += sum(len(t) for t in _answer_texts(answer) or [])
             counts = {"estimated_total_tokens": max(1, chars // 4)}
         request.state.usage = counts
-        gateway.quotas.charge(
+        await gateway.quotas.charge(
             principal, counts.get("total_tokens", counts.get("estimated_total_tokens", 0))
         )
         return answer
@@ -637,7 +638,7 @@ def create_app(
                 if relay.usage:
                     request.state.usage = relay.usage
                     if isinstance(relay.usage.get("total_tokens"), int):
-                        gateway.quotas.charge(principal, relay.usage["total_tokens"])
+                        await gateway.quotas.charge(principal, relay.usage["total_tokens"])
                 record = record_of(
                     200 if failure is None else failure.status, failure.code if failure else None
                 )
