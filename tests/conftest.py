@@ -28,9 +28,10 @@ DetectFn = Callable[[str, ScanContext], Any]
 class FakeDetector:
     """A detector whose ``detect`` is any callable; records what it was given."""
 
-    def __init__(self, name: str, fn: DetectFn, sides: Side) -> None:
+    def __init__(self, name: str, fn: DetectFn, sides: Side, light: bool = False) -> None:
         self.name = name
         self.sides = sides
+        self.light = light
         self._fn = fn
         self.calls: list[tuple[str, ScanContext]] = []
         self._lock = threading.Lock()
@@ -50,13 +51,15 @@ class DetectorRegistrar:
         self.instances: dict[str, FakeDetector] = {}
         self.options_seen: dict[str, list[Mapping[str, Any]]] = {}
 
-    def __call__(self, name: str, fn: DetectFn, *, sides: Side = Side.BOTH) -> str:
+    def __call__(
+        self, name: str, fn: DetectFn, *, sides: Side = Side.BOTH, light: bool = False
+    ) -> str:
         assert name.startswith("test_"), "test detectors must be named test_*"
         assert name not in registry._FACTORIES, f"{name} is already registered"
 
         def factory(options: Mapping[str, Any]) -> FakeDetector:
             self.options_seen.setdefault(name, []).append(dict(options))
-            detector = FakeDetector(name, fn, sides)
+            detector = FakeDetector(name, fn, sides, light)
             self.instances[name] = detector
             return detector
 

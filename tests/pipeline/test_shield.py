@@ -22,6 +22,7 @@ from mantlet.core.types import (
     Verdict,
 )
 from mantlet.errors import DetectorError, InvalidInputError, PolicyError
+from mantlet.pipeline.runner import INLINE_CHARS
 from mantlet.pipeline.shield import Shield
 from mantlet.policy import Policy
 
@@ -383,6 +384,32 @@ async def test_async_checks_do_not_block_the_event_loop(make_shield, register_de
     first, second = await asyncio.gather(shield.acheck_input("one"), shield.acheck_input("two"))
     assert report(first, name).status is RunStatus.OK
     assert report(second, name).status is RunStatus.OK
+
+
+@pytest.mark.parametrize("size", [100, 20_000])
+def test_light_detectors_run_inline_on_short_texts_only(
+    make_shield, register_detector, check: Check, size: int
+) -> None:
+    threads: dict[str, str] = {}
+
+    def where(label: str) -> Callable[[str, ScanContext], list[Finding]]:
+        def detect(text: str, ctx: ScanContext) -> list[Finding]:
+            threads[label] = threading.current_thread().name
+            return [Finding("x", "SEEN", 0, 1, 1.0)]
+
+        return detect
+
+    light = register_detector("test_light", where("light"), light=True)
+    heavy = register_detector("test_heavy", where("heavy"))
+    shield = make_shield(policy(**{light: {"action": "flag"}, heavy: {"action": "flag"}}))
+    verdict = check(shield, "x" * size)
+    assert [(r.detector, r.status) for r in verdict.reports] == [
+        (light, RunStatus.OK),
+        (heavy, RunStatus.OK),
+    ]
+    caller = threading.current_thread().name
+    assert threads["heavy"] != caller
+    assert (threads["light"] == caller) is (size <= INLINE_CHARS)
 
 
 def test_concurrent_checks_on_one_shield_do_not_share_state(make_shield) -> None:

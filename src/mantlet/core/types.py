@@ -109,6 +109,10 @@ class Detector(Protocol):
 
     ``detect`` is synchronous and must be thread-safe: the pipeline runs
     detectors concurrently in worker threads, each under its own timeout.
+    A detector may also set ``light = True`` when it is a linear-time pass
+    with no model (regexes, checksums): on short texts the pipeline then runs
+    it on the caller's thread, since a thread hop would cost more than the
+    scan itself.
     """
 
     name: str

@@ -146,6 +146,7 @@ class _Matcher:
 class CanaryDetector:
     name = "canary"
     sides = Side.OUTPUT
+    light = True  # linear-time pass, no model
 
     def __init__(self, options: CanaryOptions | None = None) -> None:
         options = options or CanaryOptions()

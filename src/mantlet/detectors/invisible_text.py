@@ -51,6 +51,7 @@ class InvisibleTextOptions(BaseModel):
 class InvisibleTextDetector:
     name = "invisible_text"
     sides = Side.BOTH
+    light = True  # linear-time pass, no model
 
     def __init__(self, options: InvisibleTextOptions) -> None:
         self._options = options

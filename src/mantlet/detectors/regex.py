@@ -33,6 +33,7 @@ class RegexOptions(BaseModel):
 class RegexDetector:
     name = "regex"
     sides = Side.BOTH
+    light = True  # linear-time pass, no model
 
     def __init__(self, options: RegexOptions) -> None:
         self._rules = [

@@ -86,6 +86,11 @@ class PiiDetector:
         self._ner: NerBackend | None = None
 
     @property
+    def light(self) -> bool:
+        """Rules only (no NER model): cheap enough for the caller's thread."""
+        return not self._ner_language
+
+    @property
     def kinds(self) -> list[str]:
         kinds = {c.rule.kind for c in self._rules.rules}
         if self._ner_language:

@@ -47,6 +47,7 @@ class SecretsOptions(BaseModel):
 class SecretsDetector:
     name = "secrets"
     sides = Side.BOTH
+    light = True  # linear-time pass, no model
 
     def __init__(self, options: SecretsOptions | None = None) -> None:
         options = options or SecretsOptions()
