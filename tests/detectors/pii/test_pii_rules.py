@@ -32,6 +32,9 @@ def found(text: str, threshold: float = 0.5) -> list[tuple[str, str]]:
         ("call +1 415-555-2671 tomorrow", "PHONE_NUMBER", "+1 415-555-2671"),
         ("my mobile is 07700 900123", "PHONE_NUMBER", "07700 900123"),
         ("ring +49 30 901820 please", "PHONE_NUMBER", "+49 30 901820"),
+        # The trunk prefix in parentheses, as written in the UK, France, Germany.
+        ("office: +44 (0)20 7946 0958", "PHONE_NUMBER", "+44 (0)20 7946 0958"),
+        ("tél. +33 (0)1 30 92 81 59 merci", "PHONE_NUMBER", "+33 (0)1 30 92 81 59"),
         ("card 4111 1111 1111 1111 expires soon", "CREDIT_CARD", "4111 1111 1111 1111"),
         ("paid with 5555555555554444", "CREDIT_CARD", "5555555555554444"),
         ("amex 378282246310005", "CREDIT_CARD", "378282246310005"),

@@ -320,9 +320,14 @@ def phone(value: str) -> float | None:
     if not 7 <= digits <= 15 or _ISO_DATE.match(number):
         return None
     if value.lstrip().startswith(("+", "00")):
+        # "+44 (0)20 7946 0958": the national trunk prefix in parentheses is
+        # dialled only from inside the country; libphonenumber wants it gone.
+        international = value.replace("(0)", "", 1)
         try:
             parsed = phonenumbers.parse(
-                value.replace("00", "+", 1) if value.startswith("00") else value
+                international.replace("00", "+", 1)
+                if international.startswith("00")
+                else international
             )
         except phonenumbers.NumberParseException:
             return None
