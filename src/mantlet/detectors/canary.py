@@ -20,6 +20,7 @@ import base64
 import codecs
 import functools
 import secrets
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -164,7 +165,7 @@ class CanaryDetector:
                 c for c in _metadata_canaries(context.metadata) if c not in self._canaries
             )
         )
-        matchers = self._matchers + _matchers(extra) if extra else self._matchers
+        matchers = self._matchers + _matchers_once(extra) if extra else self._matchers
         if not matchers or not text:
             return []
         # On ASCII text byte offsets are character offsets, which spares re2's
@@ -200,7 +201,18 @@ def prepare(canaries: Sequence[str]) -> None:
     off the answer's critical path."""
     usable = tuple(dict.fromkeys(c for c in canaries if _usable(c)))
     if usable:
-        _matchers(usable)
+        _matchers_once(usable)
+
+
+# Serialises compiles, so a ``detect`` that arrives while ``prepare`` is still
+# compiling the same set waits for that result instead of compiling it again
+# (lru_cache alone would run both).
+_compile_lock = threading.Lock()
+
+
+def _matchers_once(canaries: tuple[str, ...]) -> tuple[_Matcher, ...]:
+    with _compile_lock:
+        return _matchers(canaries)
 
 
 def _metadata_canaries(metadata: Mapping[str, Any]) -> list[str]:
