@@ -154,7 +154,11 @@ def attack(text: str, rate: float, kind: str, words: list[str], rng: random.Rand
 
 
 def rate(hits: int, n: int) -> str:
-    return f"{hits / n:.3f} ({hits}/{n})" if n else "n/a"
+    if not n:
+        return "n/a"
+    value = hits / n
+    shown = f"{value:.1e}" if 0 < value < 0.001 else f"{value:.3f}"  # 1/2919 is not 0.000
+    return f"{shown} ({hits}/{n})"
 
 
 def speed(args: argparse.Namespace, model: Model, proc: Any, docs: list[str]) -> dict[str, Any]:
