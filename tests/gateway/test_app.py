@@ -625,3 +625,35 @@ def test_message_count_and_concurrency_limits(keys: KeyStore, app_key: str) -> N
     assert refused.value.status == 429
     quotas.leave(principal)
     quotas.enter(principal)  # a slot freed up
+
+
+class BuggyProvider:
+    """A provider with a bug: raises something that is not a ProviderError."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def send(self, endpoint: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("bug that quotes the prompt: hello")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_bug_answers_500_in_openai_shape_and_is_audited(
+    keys: KeyStore, app_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings(buggy=["bug"]), keys=keys, providers={"bug": BuggyProvider("bug")})
+    with TestClient(app) as client:
+        body = {"model": "buggy", "messages": [{"role": "user", "content": "hello"}]}
+        response = client.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {app_key}"}
+        )
+        assert_openai_error(response, 500, "internal_error")
+        assert "hello" not in response.text  # the exception's text never leaves
+        request_id = response.headers["x-request-id"]
+        assert response.headers["x-mantlet-audit-index"].isdigit()
+        records = [json.loads(r.body) for r in app.state.gateway.trail.log.records()]
+    [record] = [r for r in records if r.get("request_id") == request_id]
+    assert (record["status"], record["error"]) == (500, "internal_error")
+    assert "RuntimeError" in caplog.text and "hello" not in caplog.text  # logs name the type only

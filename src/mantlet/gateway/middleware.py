@@ -140,11 +140,11 @@ class RequestMeta:
 
         try:
             await self.app(scope, receive, relay)
-        except Exception:  # a bug must still answer in OpenAI's shape, and be recorded
-            if buffering is not None:
-                log.exception("request failed after its response started")
-            else:
-                log.exception("request failed")
+        except Exception as exc:  # noqa: BLE001 - a bug must still answer in OpenAI shape, audited
+            # The type only: a message or traceback could quote the request.
+            late = " after its response started" if buffering is not None else ""
+            log.error("request %s failed%s: %s", state["request_id"], late, type(exc).__name__)
+            if buffering is None:
                 await error_response(500, "internal error", "internal_error")(scope, receive, relay)
         finally:
             outcome.total_ms = (time.perf_counter() - started) * 1000
