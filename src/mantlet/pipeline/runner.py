@@ -133,18 +133,19 @@ def run_sync(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list
 
 
 async def run_async(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
-    async def one(job: Job) -> Outcome:
-        future = executor.submit(run_job, job)
+    submitted = {
+        i: executor.submit(run_job, job) for i, job in enumerate(jobs) if not runs_inline(job)
+    }
+    outcomes = [run_job(job) if i not in submitted else None for i, job in enumerate(jobs)]
+
+    async def wait(job: Job, future: concurrent.futures.Future[Outcome]) -> Outcome:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), job.timeout_s)
         except TimeoutError:
             future.cancel()
             return _timed_out(job)
 
-    threaded = {
-        i: asyncio.ensure_future(one(job)) for i, job in enumerate(jobs) if not runs_inline(job)
-    }
-    outcomes = [run_job(job) if i not in threaded else None for i, job in enumerate(jobs)]
-    for i, task in threaded.items():
-        outcomes[i] = await task
+    waited = await asyncio.gather(*(wait(jobs[i], f) for i, f in submitted.items()))
+    for i, outcome in zip(submitted, waited, strict=True):
+        outcomes[i] = outcome
     return [outcome for outcome in outcomes if outcome is not None]
