@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field
 
 from mantlet.core.registry import register
@@ -67,6 +68,7 @@ class SecretsDetector:
             if r.id not in options.disabled_rules and r.kind not in options.disabled_kinds
         ]
         self._rules = compile_rules(rules, "rules")
+        self._keywords, self._keyword_set = _keyword_set(self._rules)
 
     @property
     def rules(self) -> tuple[CompiledRule, ...]:
@@ -81,9 +83,12 @@ class SecretsDetector:
         # On ASCII text byte offsets are character offsets, which spares re2's
         # wrapper a UTF-8 offset conversion per match.
         subject: str | bytes = text.encode("ascii") if text.isascii() else text
+        # Which rule keywords occur anywhere, in one pass (the binding answers
+        # None, not an empty list, when none does).
+        present = {self._keywords[i] for i in self._keyword_set.Match(lowered) or ()}
         for compiled in self._rules:
             keywords = compiled.rule.keywords
-            if keywords and not any(k in lowered for k in keywords):
+            if keywords and present.isdisjoint(keywords):
                 continue
             findings.extend(self._matches(compiled, text, subject, scores))
         # Where rules overlap (a JWT inside an Authorization header, an OpenAI
@@ -138,6 +143,19 @@ def _group_text(text: str, match: Any, group: int | None) -> str | None:
         return None
     start, end = match.span(group)
     return text[start:end] if start >= 0 else None
+
+
+def _keyword_set(rules: Iterable[CompiledRule]) -> tuple[list[str], Any]:
+    """Every distinct rule keyword, and an RE2 set of them (literal, unanchored)."""
+    keywords = sorted({k for compiled in rules for k in compiled.rule.keywords})
+    options = re2.Options()
+    options.log_errors = False
+    found = re2.Set.SearchSet(options)
+    for index, keyword in enumerate(keywords):
+        if found.Add(re2.escape(keyword)) != index:
+            raise ConfigError(f"secrets keyword {keyword!r} rejected by the RE2 set")
+    found.Compile()
+    return keywords, found
 
 
 @register("secrets")
