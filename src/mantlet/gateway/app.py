@@ -40,7 +40,6 @@ from mantlet.gateway.accountability import (
     body_digest,
     now_rfc3339,
 )
-from mantlet.gateway.canary_pool import CanaryPool
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
@@ -195,7 +194,6 @@ def create_app(
     )
 
     trail = gateway.trail
-    canary_pool = CanaryPool()
 
     async def publish_checkpoints(interval: float) -> None:
         published = -1
@@ -231,7 +229,6 @@ def create_app(
         for provider in gateway.providers.values():
             await provider.aclose()
         await gateway.quotas.aclose()
-        await canary_pool.aclose()
 
     app = FastAPI(title="Mantlet gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
@@ -711,9 +708,11 @@ def create_app(
         sanitized = list(verdict_in.sanitized_messages or messages)
         metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
         if settings.canary:
-            canary = canary_pool.take()  # its matcher compiled ahead of the answer
+            canary = canaries.make_canary()
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
+            # Its matcher compiles while the upstream works (detect finds it cached).
+            _in_background(asyncio.to_thread(canaries.prepare, [canary]))
         upstream_body = {**body, "messages": sanitized}
         if stream:
             privacy = gateway.privacy
