@@ -7,6 +7,7 @@ Python's ``re`` can backtrack catastrophically on a crafted input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import re2
@@ -26,3 +27,20 @@ def compile_pattern(pattern: str, *, ignore_case: bool = False, where: str = "pa
         if isinstance(reason, bytes):  # the binding reports RE2's message as bytes
             reason = reason.decode("utf-8", "replace")
         raise ConfigError(f"{where}: not a valid RE2 pattern ({reason})") from None
+
+
+def search_set(patterns: Sequence[str], *, where: str, max_mem: int | None = None) -> Any:
+    """An unanchored RE2 set: one pass over a text tells which of ``patterns``
+    match anywhere in it (``Match`` answers their indices, or None for none).
+    ``max_mem`` raises RE2's budget for large sets (the DFA holds them all)."""
+    options = re2.Options()
+    options.log_errors = False
+    if max_mem is not None:
+        options.max_mem = max_mem
+    found = re2.Set.SearchSet(options)
+    for index, pattern in enumerate(patterns):
+        if found.Add(pattern) != index:
+            raise ConfigError(f"{where}[{index}]: rejected by the RE2 set")
+    if patterns:  # an empty set is left uncompiled; callers do not match against it
+        found.Compile()
+    return found

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mantlet.detectors._options import parse_table
-from mantlet.detectors._re2 import compile_pattern
+from mantlet.detectors._re2 import compile_pattern, search_set
 from mantlet.detectors.pii.validators import VALIDATORS, Validator
-from mantlet.errors import ConfigError
 
 
 class PiiRule(BaseModel):
@@ -79,15 +77,8 @@ class RuleSet:
 
 def compile_rules(rules: Sequence[PiiRule], where: str) -> RuleSet:
     compiled = []
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = 64 << 20  # the set's DFA holds every row at once
-    prefilter = re2.Set.SearchSet(options)
     for index, rule in enumerate(rules):
-        label = f"{where}[{index}] ({rule.id}).pattern"
-        regex = compile_pattern(rule.pattern, where=label)
-        if prefilter.Add(rule.pattern) != index:
-            raise ConfigError(f"{label}: rejected by the RE2 set")
+        regex = compile_pattern(rule.pattern, where=f"{where}[{index}] ({rule.id}).pattern")
         groups: dict[str, int] = dict(regex.groupindex)
         compiled.append(
             CompiledRule(
@@ -97,8 +88,8 @@ def compile_rules(rules: Sequence[PiiRule], where: str) -> RuleSet:
                 value_group=groups.get("value", 0),
             )
         )
-    if compiled:
-        prefilter.Compile()
+    # The set's DFA holds every row at once, hence the larger memory budget.
+    prefilter = search_set([r.pattern for r in rules], where=where, max_mem=64 << 20)
     return RuleSet(tuple(compiled), prefilter)
 
 

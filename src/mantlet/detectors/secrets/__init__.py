@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
+from mantlet.detectors._re2 import search_set
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.secrets.rules import (
     CompiledRule,
@@ -68,7 +69,10 @@ class SecretsDetector:
             if r.id not in options.disabled_rules and r.kind not in options.disabled_kinds
         ]
         self._rules = compile_rules(rules, "rules")
-        self._keywords, self._keyword_set = _keyword_set(self._rules)
+        self._keywords = sorted({k for compiled in self._rules for k in compiled.rule.keywords})
+        self._keyword_set = search_set(
+            [re2.escape(k) for k in self._keywords], where="secrets keywords"
+        )
 
     @property
     def rules(self) -> tuple[CompiledRule, ...]:
@@ -85,7 +89,8 @@ class SecretsDetector:
         subject: str | bytes = text.encode("ascii") if text.isascii() else text
         # Which rule keywords occur anywhere, in one pass (the binding answers
         # None, not an empty list, when none does).
-        present = {self._keywords[i] for i in self._keyword_set.Match(lowered) or ()}
+        found = self._keyword_set.Match(lowered) if self._keywords else None
+        present = {self._keywords[i] for i in found or ()}
         for compiled in self._rules:
             keywords = compiled.rule.keywords
             if keywords and present.isdisjoint(keywords):
@@ -143,19 +148,6 @@ def _group_text(text: str, match: Any, group: int | None) -> str | None:
         return None
     start, end = match.span(group)
     return text[start:end] if start >= 0 else None
-
-
-def _keyword_set(rules: Iterable[CompiledRule]) -> tuple[list[str], Any]:
-    """Every distinct rule keyword, and an RE2 set of them (literal, unanchored)."""
-    keywords = sorted({k for compiled in rules for k in compiled.rule.keywords})
-    options = re2.Options()
-    options.log_errors = False
-    found = re2.Set.SearchSet(options)
-    for index, keyword in enumerate(keywords):
-        if found.Add(re2.escape(keyword)) != index:
-            raise ConfigError(f"secrets keyword {keyword!r} rejected by the RE2 set")
-    found.Compile()
-    return keywords, found
 
 
 @register("secrets")
