@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from mantlet.errors import InvalidInputError, MantletError
 
@@ -75,3 +76,17 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
 
     return wrapper
+
+
+def counting_progress(*, hidden: bool) -> Progress:
+    """The progress bar of long item-by-item work (n of m, elapsed), on
+    stderr and gone when done; ``hidden`` when stdout carries JSON."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=hidden,
+    )

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from mantlet.cli._common import guarded, print_json, stderr, stdout
+from mantlet.cli._common import counting_progress, guarded, print_json, stdout
 from mantlet.cli.scan import SideOption
 from mantlet.core.types import PartKind, Side
 from mantlet.errors import ConfigError
@@ -85,15 +84,7 @@ def evaluate_command(
     }
     options.update(_pairs(option or [], "--option", as_json_value=True))
     aliases.update(_pairs(label_map or [], "--label-map", as_json_value=False))
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=as_json,
-    ) as progress:
+    with counting_progress(hidden=as_json) as progress:
         task = progress.add_task(f"eval {detector}", total=len(rows))
         report = evaluate(
             detector,

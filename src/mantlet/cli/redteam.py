@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from mantlet import __version__
-from mantlet.cli._common import guarded, print_json, stderr, stdout
+from mantlet.cli._common import counting_progress, guarded, print_json, stdout
 from mantlet.errors import ConfigError
 
 
@@ -220,15 +219,7 @@ def redteam(
         "max_requests": max_requests,
     }
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=as_json,
-    ) as progress:
+    with counting_progress(hidden=as_json) as progress:
 
         def progress_for(slot: str, total: int) -> Callable[[int, int], None]:
             task = progress.add_task(f"redteam {slot}", total=total)
