@@ -386,28 +386,13 @@ def test_request_limit_per_tenant_spans_its_keys(keys: KeyStore, app_key: str) -
 
 
 def test_token_budget_uses_an_estimate_without_upstream_usage(keys: KeyStore, app_key: str) -> None:
-    class NoUsage:
-        name = "nousage"
-
-        async def send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-            text = "x" * 3200  # about 800 tokens
-            message = {"role": "assistant", "content": text}
-            return {
-                "id": "c",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "m",
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            }
-
-        async def aclose(self) -> None:
-            return None
-
+    # FixedProvider reports no usage; 3,200 characters are about 800 tokens.
+    no_usage = FixedProvider("nousage", "x" * 3200)
     budget = settings(nousage=["nousage"])
     budget = budget.model_copy(
         update={"quotas": budget.quotas.model_copy(update={"tokens_per_key": "1000/day"})}
     )
-    with TestClient(create_app(budget, keys=keys, providers={"nousage": NoUsage()})) as client:
+    with TestClient(create_app(budget, keys=keys, providers={"nousage": no_usage})) as client:
         body = {"model": "nousage", "messages": [{"role": "user", "content": "hi"}]}
         auth = {"Authorization": f"Bearer {app_key}"}
         assert client.post("/v1/chat/completions", headers=auth, json=body).status_code == 200
