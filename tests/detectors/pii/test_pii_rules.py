@@ -35,6 +35,12 @@ def found(text: str, threshold: float = 0.5) -> list[tuple[str, str]]:
         # The trunk prefix in parentheses, as written in the UK, France, Germany.
         ("office: +44 (0)20 7946 0958", "PHONE_NUMBER", "+44 (0)20 7946 0958"),
         ("tél. +33 (0)1 30 92 81 59 merci", "PHONE_NUMBER", "+33 (0)1 30 92 81 59"),
+        # A label glued on with a hyphen, as in exported address books.
+        ("Lyon  69002 04 72 10 30 30-Office", "PHONE_NUMBER", "04 72 10 30 30"),
+        ("Kontakt: 06-1/234 5678 fax", "PHONE_NUMBER", "06-1/234 5678"),
+        ("(+358) 40 1234567 mobile", "PHONE_NUMBER", "(+358) 40 1234567"),
+        # The postal code before it is not part of the number.
+        ("South Africa 70651 082 490 1693 office", "PHONE_NUMBER", "082 490 1693"),
         ("card 4111 1111 1111 1111 expires soon", "CREDIT_CARD", "4111 1111 1111 1111"),
         ("paid with 5555555555554444", "CREDIT_CARD", "5555555555554444"),
         ("amex 378282246310005", "CREDIT_CARD", "378282246310005"),
@@ -100,6 +106,9 @@ def test_detects(text: str, kind: str, value: str) -> None:
         "on 12/03/1984 we shipped",  # a date, but no birth context
         "the id X1234567 was used",  # passport shape without context
         "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3",  # base58check fails
+        "it has rained since 1/14/1961 here",  # a date, not a phone number
+        "Rua Augusta 71  2316-901 Horta",  # a Portuguese postal code
+        "Springfield, IL 62704-1234",  # ZIP+4
     ],
 )
 def test_near_misses_are_not_flagged(text: str) -> None:
@@ -135,6 +144,16 @@ def test_context_raises_and_negative_context_lowers_the_score() -> None:
     card = DETECTOR.detect("visa card 4111111111111111", CTX)[0].score
     order = DETECTOR.detect("invoice 4111111111111111", CTX)[0].score
     assert order < plain < card
+
+
+def test_a_country_named_in_the_text_selects_its_numbering_plan() -> None:
+    """A Kenyan mobile number in national format is valid only under Kenya's
+    plan, which is not among the default regions; naming the country scores it higher."""
+
+    def score(text: str) -> float:
+        return max(f.score for f in DETECTOR.detect(text, CTX) if f.kind == "PHONE_NUMBER")
+
+    assert score("Nairobi, Kenya: 0712 345678") > score("Nairobi: 0712 345678")
 
 
 def test_findings_never_overlap_and_carry_no_value() -> None:

@@ -28,6 +28,7 @@ from mantlet.detectors.pii.rules import (
     compile_rules,
     parse_rules,
 )
+from mantlet.detectors.pii.validators import regions_named
 from mantlet.errors import ConfigError
 
 __all__ = ["SURROGATES_KEY", "PiiDetector", "PiiOptions"]
@@ -37,7 +38,11 @@ _BEFORE, _AFTER = 48, 24
 # realistic fakes look like PII; redacting them would make them unrestorable).
 SURROGATES_KEY = "pii_surrogates"
 # Python's `re` on a bounded window (at most 72 characters), never the input.
-_WORD = re.compile(r"[\w#.@/-]+")
+_WORD = re.compile(r"[\w#@][\w#.@/-]*")
+_GAP = re.compile(r"\s+")
+# A first group shaped like a postal code (4-5 digits, no trunk 0, then
+# whitespace): the number after it may be a phone number on its own.
+_POSTCODE_FIRST = re.compile(r"[1-9]\d{3,4}\s")
 
 
 class PiiOptions(BaseModel):
@@ -135,20 +140,28 @@ class PiiDetector:
         if not rows:
             return []
         lowered = text.lower()
+        named = regions_named(text) if any(r.wants_regions for r in rows) else ()
         findings: list[Finding] = []
         for compiled in rows:
-            findings.extend(self._matches(compiled, text, lowered, subject))
+            findings.extend(self._matches(compiled, text, lowered, subject, named))
         return findings
 
     def _matches(
-        self, compiled: CompiledRule, text: str, lowered: str, subject: str | bytes
+        self,
+        compiled: CompiledRule,
+        text: str,
+        lowered: str,
+        subject: str | bytes,
+        named: tuple[str, ...],
     ) -> Iterable[Finding]:
         rule = compiled.rule
         for match in compiled.regex.finditer(subject):
             start, end = match.span(compiled.value_group)
             if start < 0 or start == end:
                 continue
-            score = _validated(compiled, text[start:end])
+            score = _validated(compiled, text[start:end], named)
+            if rule.trim_left and (score is None or _POSTCODE_FIRST.match(text, start, end)):
+                start, score = _valid_tail(compiled, text, start, end, named, score)
             if score is None:
                 continue
             if compiled.has_context:
@@ -170,14 +183,35 @@ class PiiDetector:
         ]
 
 
-def _validated(compiled: CompiledRule, value: str) -> float | None:
+def _validated(compiled: CompiledRule, value: str, named: tuple[str, ...]) -> float | None:
     score = compiled.rule.score
     for validator in compiled.validators:
-        adjustment = validator(value)
+        adjustment = validator(value, named)
         if adjustment is None:
             return None
         score += adjustment
     return score
+
+
+def _valid_tail(
+    compiled: CompiledRule,
+    text: str,
+    start: int,
+    end: int,
+    named: tuple[str, ...],
+    score: float | None,
+) -> tuple[int, float | None]:
+    """The longest tail of a match, starting after whitespace, that validates
+    at least as well as the whole: RE2 does not backtrack into a match, so in
+    "Hungary 34796 (37) 788-063" the ZIP code would otherwise either take the
+    phone number down with it or be reported as part of it."""
+    at = start
+    while (gap := _GAP.search(text, at, end)) is not None:
+        at = gap.end()
+        tail = _validated(compiled, text[at:end], named)
+        if tail is not None and (score is None or tail >= score):
+            return at, tail
+    return start, score
 
 
 def _occurrences(text: str, surrogates: Iterable[str]) -> list[tuple[int, int]]:
@@ -218,7 +252,7 @@ def _context(
                     best_distance, verdict = distance, sign
             at = after.find(" " + word)
             if at >= 0:
-                distance = at + 2 * _AFTER  # a word after the match counts for less
+                distance = 2 * at + 8  # a word after the match counts for less
                 if best_distance is None or distance < best_distance:
                     best_distance, verdict = distance, sign
     return verdict

@@ -31,6 +31,7 @@ class PiiRule(BaseModel):
     context: tuple[str, ...] = ()
     context_required: bool = False
     negative_context: tuple[str, ...] = ()
+    trim_left: bool = False
 
     @field_validator("context", "negative_context")
     @classmethod
@@ -54,6 +55,7 @@ class CompiledRule:
     regex: Any  # re2 pattern object (the binding is untyped)
     validators: tuple[Validator, ...]
     value_group: int  # 0 (the whole match) when the pattern has no `value` group
+    wants_regions: bool  # a validator reads the countries the text names
 
     @property
     def has_context(self) -> bool:
@@ -86,6 +88,7 @@ def compile_rules(rules: Sequence[PiiRule], where: str) -> RuleSet:
                 regex=regex,
                 validators=tuple(VALIDATORS[name] for name in rule.validators),
                 value_group=groups.get("value", 0),
+                wants_regions="phone" in rule.validators,
             )
         )
     # The set's DFA holds every row at once, hence the larger memory budget.

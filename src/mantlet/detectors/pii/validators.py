@@ -16,8 +16,13 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable
+from typing import Any
 
-Validator = Callable[[str], float | None]
+from mantlet.detectors._re2 import compile_pattern
+
+# A validator gets the matched value and the phone regions the text names
+# (see ``regions_named``); only the phone check uses the latter.
+Validator = Callable[[str, tuple[str, ...]], float | None]
 
 _DIGITS = str.maketrans("", "", " -.()/")
 
@@ -307,18 +312,28 @@ _ISO_DATE = re.compile(r"(?:19|20)\d{2}-[01]\d-[0-3]\d")
 _REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "AU", "CA", "IN", "IE", "PL", "SE")
 
 
+# Portuguese and Brazilian postal codes ("2316-901", "44126-258") have a
+# phone's digit count; no numbering plan writes a number in this shape.
+_POSTCODE = re.compile(r"\d{4,5}-\d{3}$|\d{5}-\d{4}$")
+# "1/14/1961", "14.01.1961": a date, not a number to dial.
+_DATE_SHAPE = re.compile(r"\d{1,2}([./-])\d{1,2}\1(?:19|20)?\d{2}$")
+_NOT_PHONES = (_ISO_DATE, _POSTCODE, _DATE_SHAPE)
+
+
 @functools.lru_cache(maxsize=4096)
-def phone(value: str) -> float | None:
+def phone(value: str, named: tuple[str, ...] = ()) -> float | None:
     """Valid somewhere (libphonenumber metadata): +0.2 with a country code,
-    +0.1 when valid in a common region; only possible (right length) scores
-    the row's base; neither rejects."""
+    +0.15 when valid in a country the text names, +0.1 in a common region;
+    only possible (right length) scores the row's base; neither rejects."""
     import phonenumbers  # deferred: its metadata is a large import
 
     number, _, _ = value.partition("x")
     number = number.partition("ext")[0]
     digits = sum(c.isdigit() for c in number)
-    if not 7 <= digits <= 15 or _ISO_DATE.match(number):
+    if not 7 <= digits <= 15 or any(p.match(number) for p in _NOT_PHONES):
         return None
+    if value.startswith("(+"):  # "(+358) 40 1234567"
+        value = value[1:].replace(")", "", 1)
     if value.lstrip().startswith(("+", "00")):
         # "+44 (0)20 7946 0958": the national trunk prefix in parentheses is
         # dialled only from inside the country; libphonenumber wants it gone.
@@ -335,36 +350,78 @@ def phone(value: str) -> float | None:
             return 0.2
         return 0.0 if phonenumbers.is_possible_number(parsed) else None
     possible = False
-    for region in _REGIONS:
+    for region in (*named, *_REGIONS):
         try:
             parsed = phonenumbers.parse(value, region)
         except phonenumbers.NumberParseException:
             continue
         if phonenumbers.is_valid_number(parsed):
-            return 0.1
+            return 0.15 if region in named else 0.1
         possible = possible or phonenumbers.is_possible_number(parsed)
     return 0.0 if possible else None
 
 
+def _value_only(check: Callable[[str], float | None]) -> Validator:
+    return lambda value, _named: check(value)
+
+
+@functools.cache
+def _country_regions() -> tuple[dict[str, str], Any]:
+    """English country names (libphonenumber's geocoding data, so no table of
+    our own to keep current) plus common short forms, and one RE2 pattern
+    that finds them all in a single pass."""
+    import phonenumbers
+    from phonenumbers import geocoder
+
+    names = {
+        "usa": "US",
+        "u.s.": "US",
+        "u.s.a.": "US",
+        "uk": "GB",
+        "england": "GB",
+        "scotland": "GB",
+        "wales": "GB",
+        "great britain": "GB",
+    }
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        example = phonenumbers.example_number(region)
+        name = geocoder.country_name_for_number(example, "en") if example else ""
+        if name:
+            names[name.lower()] = region
+    alternation = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return names, compile_pattern(rf"\b(?:{alternation})\b", ignore_case=True)
+
+
+def regions_named(text: str) -> tuple[str, ...]:
+    """Phone regions of the countries a text mentions ("... Pietersburg,
+    South Africa, 082 490 1693"), so national-format numbers can be checked
+    against the right numbering plan; first mention first."""
+    names, pattern = _country_regions()
+    found: dict[str, None] = {}
+    for match in pattern.finditer(text):
+        found[names[match.group().lower()]] = None
+    return tuple(found)
+
+
 VALIDATORS: dict[str, Validator] = {
-    "credit_card": credit_card,
-    "iban": iban,
-    "us_ssn": us_ssn,
-    "ip_v4": ip_v4,
-    "ip_v6": ip_v6,
-    "mac": mac,
-    "uk_nino": uk_nino,
-    "uk_nhs": uk_nhs,
-    "btc_base58": btc_base58,
-    "btc_bech32": btc_bech32,
-    "eth_address": eth_address,
-    "es_dni": es_dni,
-    "it_fiscal_code": it_fiscal_code,
-    "nl_bsn": nl_bsn,
-    "pl_pesel": pl_pesel,
-    "fr_nir": fr_nir,
-    "be_national_number": be_national_number,
-    "icao_check_digit": icao_check_digit,
-    "date_value": date_value,
+    "credit_card": _value_only(credit_card),
+    "iban": _value_only(iban),
+    "us_ssn": _value_only(us_ssn),
+    "ip_v4": _value_only(ip_v4),
+    "ip_v6": _value_only(ip_v6),
+    "mac": _value_only(mac),
+    "uk_nino": _value_only(uk_nino),
+    "uk_nhs": _value_only(uk_nhs),
+    "btc_base58": _value_only(btc_base58),
+    "btc_bech32": _value_only(btc_bech32),
+    "eth_address": _value_only(eth_address),
+    "es_dni": _value_only(es_dni),
+    "it_fiscal_code": _value_only(it_fiscal_code),
+    "nl_bsn": _value_only(nl_bsn),
+    "pl_pesel": _value_only(pl_pesel),
+    "fr_nir": _value_only(fr_nir),
+    "be_national_number": _value_only(be_national_number),
+    "icao_check_digit": _value_only(icao_check_digit),
+    "date_value": _value_only(date_value),
     "phone": phone,
 }
