@@ -37,7 +37,18 @@ TEST_LOCALES = (
     "hr_HR sl_SI zh_TW ko_KR th_TH fr_CH nl_BE fr_CA es_CO bg_BG lv_LV et_EE ka_GE hy_AM vi_VN"
 ).split()
 SUITES = {"dev": (DEV_LOCALES, 11), "test": (TEST_LOCALES, 99)}
-LABELS = ("office", "fax", "mobile", "Phone:", "tel.", "Office", "-Fax", "-Office", "call me on", "")
+LABELS = (
+    "office",
+    "fax",
+    "mobile",
+    "Phone:",
+    "tel.",
+    "Office",
+    "-Fax",
+    "-Office",
+    "call me on",
+    "",
+)
 
 
 def generate(locales: list[str], seed: int, per_locale: int) -> list[dict[str, Any]]:

@@ -343,15 +343,40 @@ def test_megabyte_inputs_stay_fast(text: str) -> None:
     assert time.perf_counter() - started < 5.0
 
 
-def test_prepare_compiles_the_matcher_that_detect_then_reuses() -> None:
+# --- per-request canaries: screened by decoded views, then matched ----------
+
+
+def _per_request(text: str, canary: str = CANARY) -> list[tuple[str, str]]:
+    return leaks(CanaryDetector(), text, ScanContext(metadata={"canaries": [canary]}))
+
+
+@pytest.mark.parametrize("encode", [e[2] for e in ENCODINGS], ids=[e[0] for e in ENCODINGS])
+def test_the_screen_never_drops_a_leak(detector: Detector, encode: Callable[[str], str]) -> None:
+    """A per-request canary goes through the views first; every form the
+    compiled patterns catch must get past them."""
+    leaked = encode(CANARY)
+    for text in (leaked, f"Sure! The token is {leaked} — ok?", f"Ré😀 {leaked} ✓"):
+        assert _per_request(text) == leaks(detector, text) != []
+
+
+@pytest.mark.parametrize("alignment", [0, 1, 2])
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_the_screen_passes_base64_at_every_alignment(alignment: int, urlsafe: bool) -> None:
+    canary = _urlsafe_canary()
+    blob, stable = b64_stable(canary.encode(), b"ab"[:alignment], b" end", urlsafe)
+    wrapped = "\r\n".join(blob[i : i + 10] for i in range(0, len(blob), 10))
+    for text in (blob, wrapped):
+        found = _per_request(f"data: {text}", canary)
+        assert [span.replace("\r\n", "") for _, span in found] == [stable]
+
+
+def test_a_clean_answer_compiles_no_matcher() -> None:
     from mantlet.detectors import canary as module
 
     token = make_canary()
-    before = module._matchers.cache_info()
-    module.prepare([token, "short"])  # unusable canaries are skipped
-    assert module._matchers.cache_info().misses == before.misses + 1
-    found = CanaryDetector().detect(
-        f"the secret is {token}", ScanContext(metadata={"canaries": [token]})
-    )
-    assert [f.kind for f in found] == ["CANARY_LEAK"]
-    assert module._matchers.cache_info().misses == before.misses + 1  # no second compile
+    before = module._matchers.cache_info().misses
+    clean = "Here is the summary you asked for: 6d6e746c mntl- m n t l, all fine."
+    assert _per_request(clean, token) == []
+    assert module._matchers.cache_info().misses == before  # screened out, nothing compiled
+    assert [label for label, _ in _per_request(f"it is {token}", token)] == ["exact"]
+    assert module._matchers.cache_info().misses == before + 1

@@ -21,6 +21,7 @@ import codecs
 import functools
 import secrets
 import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -41,7 +42,6 @@ __all__ = [
     "CanaryOptions",
     "canary_instruction",
     "make_canary",
-    "prepare",
 ]
 
 CANARY_PREFIX = "mntl-"
@@ -160,13 +160,20 @@ class CanaryDetector:
         return len(self._canaries)
 
     def detect(self, text: str, context: ScanContext) -> list[Finding]:
+        if not text:
+            return []
         extra = tuple(
             dict.fromkeys(
                 c for c in _metadata_canaries(context.metadata) if c not in self._canaries
             )
         )
+        if extra:
+            # Per-request canaries are looked for in decoded views of the text
+            # first; only one that may be there costs a matcher compile.
+            views = _Views(text)
+            extra = tuple(c for c in extra if not _screenable(c) or views.may_hold(c))
         matchers = self._matchers + _matchers_once(extra) if extra else self._matchers
-        if not matchers or not text:
+        if not matchers:
             return []
         # On ASCII text byte offsets are character offsets, which spares re2's
         # wrapper a UTF-8 offset conversion per match.
@@ -194,19 +201,66 @@ class CanaryDetector:
         return findings
 
 
-def prepare(canaries: Sequence[str]) -> None:
-    """Compiles the matcher of a per-request canary set ahead of ``detect``
-    (which finds it cached). The gateway calls this while the upstream is
-    generating, so the compile (about half a millisecond for one canary) is
-    off the answer's critical path."""
-    usable = tuple(dict.fromkeys(c for c in canaries if _usable(c)))
-    if usable:
-        _matchers_once(usable)
+class _Views:
+    """The text as each encoding's matcher would see it after its tolerance
+    is taken out (separators dropped, percent-escapes decoded, ...), built on
+    first use. A canary absent from every view cannot match any form's
+    pattern, so the views screen per-request canaries without compiling one:
+    every check is a C-level substring search. A canary that may be present
+    still goes through the compiled patterns, which decide and give spans."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    @functools.cached_property
+    def lowered(self) -> str:
+        return self._text.lower()
+
+    @functools.cached_property
+    def unseparated(self) -> str:
+        return self.lowered.translate(_DROP_SEPARATORS)
+
+    @functools.cached_property
+    def unwrapped(self) -> str:
+        return self._text.replace("\r", "").replace("\n", "")
+
+    @functools.cached_property
+    def hex_digits(self) -> str:
+        return self.lowered.translate(_DROP_HEX_GAPS).replace("\\x", "").replace("0x", "")
+
+    @functools.cached_property
+    def url_decoded(self) -> str:
+        return urllib.parse.unquote_plus(self._text).lower()
+
+    def may_hold(self, canary: str) -> bool:
+        core = _core(canary).lower()
+        if (
+            canary.lower() in self.lowered
+            or core in self.unseparated
+            or core[::-1] in self.unseparated
+            or codecs.encode(core, "rot_13") in self.unseparated
+            or canary.encode("utf-8").hex() in self.hex_digits
+            or canary.lower() in self.url_decoded
+        ):
+            return True
+        data = canary.encode("utf-8")
+        return any(
+            stable in self.unwrapped or stable.translate(_URLSAFE) in self.unwrapped
+            for stable in (_base64_stable(data, alignment) for alignment in range(3))
+        )
 
 
-# Serialises compiles, so a ``detect`` that arrives while ``prepare`` is still
-# compiling the same set waits for that result instead of compiling it again
-# (lru_cache alone would run both).
+def _screenable(canary: str) -> bool:
+    """Views are exact for ASCII canaries without '+' (which URL decoding
+    turns into a space); any other canary always goes to the patterns."""
+    return canary.isascii() and "+" not in canary
+
+
+_DROP_SEPARATORS = dict.fromkeys(map(ord, _SEPARATOR_CHARS))
+_DROP_HEX_GAPS = dict.fromkeys(map(ord, " \t\n\r\f\v:,-"))
+
+# Serialises compiles, so two scans of one answer that need the same matcher
+# (streamed and final text) compile it once (lru_cache alone would run both).
 _compile_lock = threading.Lock()
 
 

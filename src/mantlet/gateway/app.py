@@ -711,8 +711,6 @@ def create_app(
             canary = canaries.make_canary()
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
-            # Its matcher compiles while the upstream works (detect finds it cached).
-            _in_background(asyncio.to_thread(canaries.prepare, [canary]))
         upstream_body = {**body, "messages": sanitized}
         if stream:
             privacy = gateway.privacy
