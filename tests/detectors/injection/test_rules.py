@@ -174,6 +174,22 @@ def test_offsets_are_characters_on_non_ascii_text() -> None:
     assert text[token.start : token.end] == "<|im_end|>"
 
 
+def test_the_prefilter_finds_what_every_rule_alone_finds() -> None:
+    """The one-pass set only decides which rows run; scanning with it must
+    give exactly the hits of running every row over the text."""
+    texts = [t for r in RULES.rules for t in (*r.examples, *r.near_misses)]
+    texts += [" then ".join(texts[i : i + 3]) for i in range(0, len(texts), 7)]
+    assert len(texts) > 100
+    for text in texts:
+        expected = []
+        for rule in RULES.rules:
+            regex = compile_pattern(rule.pattern)
+            expected += [
+                (m.start(), rule.id, m.end()) for m in regex.finditer(text) if m.start() < m.end()
+            ]
+        assert sorted((h.start, h.rule_id, h.end) for h in RULES.scan(text)) == sorted(expected)
+
+
 def test_empty_and_clean_text_have_no_hits() -> None:
     assert RULES.scan("") == []
     assert RULES.scan("The weather is nice today.") == []

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mantlet.detectors._options import parse_table
-from mantlet.detectors._re2 import compile_pattern
+from mantlet.detectors._re2 import compile_pattern, search_set
 from mantlet.errors import ConfigError
 
 __all__ = [
@@ -105,6 +105,13 @@ class InjectionRules:
             _check_documentation(rule, regex)
         self._compiled = tuple(compiled)
         self._rules = tuple(c.rule for c in compiled)
+        # One pass tells which rows match anywhere; only those run for spans
+        # (most texts match none, so most scans are this one pass).
+        self._prefilter = (
+            search_set([r.pattern for r in self._rules], where="injection rules", max_mem=64 << 20)
+            if compiled
+            else None
+        )
 
     @classmethod
     def builtin(cls) -> InjectionRules:
@@ -128,8 +135,11 @@ class InjectionRules:
             return []
         ascii_text = text.isascii()
         data = text.encode("ascii") if ascii_text else text.encode("utf-8")
+        if self._prefilter is None:
+            return []
         found: list[tuple[InjectionRule, list[tuple[int, int]]]] = []
-        for compiled in self._compiled:
+        for index in sorted(self._prefilter.Match(data) or ()):
+            compiled = self._compiled[index]
             spans = [m.span() for m in compiled.regex.finditer(data)]
             if spans:
                 found.append((compiled.rule, spans))
