@@ -20,7 +20,8 @@ DataDirOption = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 keys_app = typer.Typer(
-    help="Create, list, revoke and rotate gateway API keys.", no_args_is_help=True
+    help="Create, list, revoke and rotate gateway API keys; enrol admins for a second factor.",
+    no_args_is_help=True,
 )
 
 
@@ -46,6 +47,15 @@ def _store(config: Path | None, data_dir: Path | None) -> Any:
 
     settings = load_settings(config, overrides={"data_dir": data_dir})
     return KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
+
+
+def _second_factors(config: Path | None, data_dir: Path | None, keys: Any) -> Any:
+    from mantlet.gateway.app import server_secret
+    from mantlet.gateway.mfa import TotpStore
+    from mantlet.gateway.settings import load_settings
+
+    settings = load_settings(config, overrides={"data_dir": data_dir})
+    return TotpStore(keys.engine, server_secret(settings.data_dir))
 
 
 @guarded
@@ -102,7 +112,9 @@ def serve(
 @guarded
 def create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")] = "default",
-    role: Annotated[str, typer.Option(help="admin, auditor or app.")] = "app",
+    role: Annotated[
+        str, typer.Option(help="admin, auditor, app, or a custom role from the settings.")
+    ] = "app",
     name: Annotated[str, typer.Option(help="A label for humans.")] = "",
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Allowed model (repeatable; default all).")
@@ -113,6 +125,14 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key; the full key is printed once and never stored."""
+    from mantlet.gateway.roles import role_table
+    from mantlet.gateway.settings import load_settings
+
+    roles = role_table(load_settings(config, overrides={"data_dir": data_dir}).roles)
+    if role not in roles:
+        raise typer.BadParameter(
+            f"unknown role {role!r}; known: {sorted(roles)}", param_hint="--role"
+        )
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     key, info = _store(config, data_dir).create(
         tenant=tenant, role=role, name=name, models=model or None, expires_at=expires
@@ -176,8 +196,11 @@ def rotate(
     data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Issue a new key with the same tenant, role and models; revoke the old one."""
-    key, info = _store(config, data_dir).rotate(key_id)
+    """Issue a new key with the same tenant, role and models; revoke the old one
+    (a second-factor enrolment moves to the new key)."""
+    store = _store(config, data_dir)
+    key, info = store.rotate(key_id)
+    _second_factors(config, data_dir, store).transfer(key_id, info.key_id)
     _record_admin(
         config, data_dir, {"action": "keys.rotate", "key_id": key_id, "new_key_id": info.key_id}
     )
@@ -185,3 +208,39 @@ def rotate(
         print_json({"key": key, **info.to_dict()})
     else:
         stdout.print(f"{key}\n(replaces {key_id}; store it now, it is not shown again)")
+
+
+@keys_app.command("mfa-enroll")
+@guarded
+def mfa_enroll(
+    key_id: Annotated[str, typer.Argument(help="The key id (the part after 'mk-').")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enrol a key for a second factor (TOTP); admin routes then want a code
+    in the x-mantlet-otp header. Prints the otpauth URI once: add it to an
+    authenticator app."""
+    store = _store(config, data_dir)
+    if not any(info.key_id == key_id for info in store.list()):
+        raise typer.BadParameter(f"no API key with id {key_id[:16]!r}", param_hint="KEY_ID")
+    uri = _second_factors(config, data_dir, store).enroll(key_id)
+    _record_admin(config, data_dir, {"action": "keys.mfa_enroll", "key_id": key_id})
+    if as_json:
+        print_json({"key_id": key_id, "otpauth_uri": uri})
+    else:
+        stdout.print(f"{uri}\n(add this to an authenticator app now; it is not shown again)")
+
+
+@keys_app.command("mfa-remove")
+@guarded
+def mfa_remove(
+    key_id: Annotated[str, typer.Argument(help="The key id.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Remove a key's second-factor enrolment (from the server, never the API)."""
+    store = _store(config, data_dir)
+    removed = _second_factors(config, data_dir, store).remove(key_id)
+    _record_admin(config, data_dir, {"action": "keys.mfa_remove", "key_id": key_id})
+    stdout.print(f"removed the enrolment of {key_id}" if removed else f"{key_id} was not enrolled")

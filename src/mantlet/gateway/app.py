@@ -44,11 +44,13 @@ from mantlet.gateway.accountability import (
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
+from mantlet.gateway.mfa import OTP_HEADER, MfaResult, TotpStore
 from mantlet.gateway.middleware import Answer, Outcome, RequestMeta
 from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
 from mantlet.gateway.providers.base import stream_chunks
 from mantlet.gateway.pseudonymize import GatewayPrivacy
 from mantlet.gateway.quotas import Quotas
+from mantlet.gateway.roles import role_table
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.streaming import StreamBlocked, StreamRelay
 from mantlet.gateway.tokens import TokenVerifier
@@ -58,21 +60,8 @@ from mantlet.privacy import StreamRestorer
 from mantlet.watermark import current_tenant
 
 # Roles and their permissions are data; a custom role is one more entry.
-ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset(
-        {
-            "chat",
-            "models",
-            "keys:manage",
-            "audit:read",
-            "audit:all-tenants",
-            "audit:checkpoint",
-            "watermark:detect",
-        }
-    ),
-    "auditor": frozenset({"models", "audit:read", "watermark:detect"}),
-    "app": frozenset({"chat", "models"}),
-}
+# Permissions whose routes want a second factor from administrators.
+_MFA_PERMISSIONS = frozenset({"keys:manage", "audit:checkpoint"})
 # Routes that decide nothing and are not recorded in the audit log.
 _UNAUDITED = frozenset({"/healthz", "/readyz", "/.well-known/mantlet/keys.json"})
 # Each request's verdicts, collected for its audit record.
@@ -97,6 +86,8 @@ class Gateway:
     routes: dict[str, list[str]] = field(default_factory=dict)
     upstream_models: dict[str, str] = field(default_factory=dict)
     privacy: GatewayPrivacy | None = None
+    mfa: TotpStore | None = None
+    roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
 
     async def check_input(
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
@@ -129,16 +120,55 @@ class Gateway:
                 principal = self.tokens.verify(token)
         except AuthError as exc:
             raise GatewayError(401, str(exc), "invalid_api_key") from None
-        if permission not in ROLE_PERMISSIONS.get(principal.role, frozenset()):
+        if not self.authorizes(principal, permission):
             raise GatewayError(
                 403, f"role {principal.role!r} may not use this route", "permission_denied"
             )
+        if permission in _MFA_PERMISSIONS or (
+            permission == "audit:read" and self.authorizes(principal, "audit:all-tenants")
+        ):
+            self.second_factor(request, principal)
         request.state.principal = principal
         return principal
 
-    @staticmethod
-    def authorizes(principal: Principal, permission: str) -> bool:
-        return permission in ROLE_PERMISSIONS.get(principal.role, frozenset())
+    def second_factor(self, request: Request, principal: Principal) -> None:
+        """Admin routes: an enrolled key must send a current TOTP code; with
+        ``admin_mfa: required`` every key must be enrolled and every token
+        must carry a second factor in its ``amr`` claim."""
+        mode = self.settings.admin_mfa
+        if mode == "off" or self.mfa is None:
+            return
+        if principal.key_id.startswith("oidc:"):
+            if mode == "required" and not principal.mfa:
+                raise GatewayError(
+                    403, "this route needs a token issued after a second factor", "mfa_required"
+                )
+            return
+        result = self.mfa.check(principal.key_id, request.headers.get(OTP_HEADER))
+        if result is MfaResult.OK or (result is MfaResult.NOT_ENROLLED and mode == "enrolled"):
+            return
+        if result is MfaResult.NOT_ENROLLED:
+            raise GatewayError(
+                403,
+                "this route needs a key enrolled for a second factor (mantlet keys mfa-enroll)",
+                "mfa_not_enrolled",
+            )
+        if result is MfaResult.LOCKED:
+            raise GatewayError(
+                403, "second factor locked after too many wrong codes; enrol again", "mfa_locked"
+            )
+        raise GatewayError(
+            401, f"a current one-time code is required in the {OTP_HEADER} header", "mfa_required"
+        )
+
+    def authorizes(self, principal: Principal, permission: str) -> bool:
+        return permission in self.roles.get(principal.role, frozenset())
+
+    def may_see(self, principal: Principal, tenant: str | None) -> bool:
+        """Audit data of ``tenant``: one's own, or every tenant's with the permission."""
+        return self.authorizes(principal, "audit:all-tenants") or (
+            tenant is not None and tenant == principal.tenant
+        )
 
 
 def server_secret(data_dir: Path) -> bytes:
@@ -192,6 +222,10 @@ def create_app(
         routes={r.model: list(r.upstreams) for r in settings.routes},
         upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
         privacy=GatewayPrivacy(settings.privacy, settings.data_dir) if settings.privacy else None,
+        roles=role_table(settings.roles),
+        mfa=TotpStore(keys.engine, server_secret(settings.data_dir))
+        if settings.admin_mfa != "off"
+        else None,
     )
 
     trail = gateway.trail
@@ -358,7 +392,7 @@ def create_app(
     async def provenance(request: Request, request_id: str) -> dict[str, Any]:
         principal = _authorize_any(gateway, request, ("chat", "audit:read"))
         stored = trail.manifest(request_id)
-        if stored is None or not _may_see(principal, stored[0]):
+        if stored is None or not gateway.may_see(principal, stored[0]):
             raise GatewayError(404, f"no manifest for request {request_id!r}", "not_found")
         token = stored[1]
         payload = token.split(".")[1]
@@ -385,7 +419,7 @@ def create_app(
         start = _int_param(request, "start", 0)
         limit = min(_int_param(request, "limit", 100), 1000)
         tenant = request.query_params.get("tenant")
-        if not _all_tenants(principal):
+        if not gateway.authorizes(principal, "audit:all-tenants"):
             tenant = principal.tenant
         rows = []
         for record in trail.log.records(start=start, tenant=tenant, batch=limit):
@@ -400,7 +434,7 @@ def create_app(
         index = _int_param(request, "index", None)
         size = _int_param(request, "size", trail.log.head().size)
         record = trail.log.record(index)
-        if record is None or not _may_see(principal, record.tenant):
+        if record is None or not gateway.may_see(principal, record.tenant):
             raise GatewayError(404, f"no record {index}", "not_found")
         try:
             path = trail.log.inclusion_proof(index, size)
@@ -478,7 +512,7 @@ def create_app(
             raise GatewayError(
                 400, "'tenant', 'role' and 'name' must be strings", "invalid_request"
             )
-        if role not in ROLE_PERMISSIONS:
+        if role not in gateway.roles:
             raise GatewayError(400, f"unknown role {role!r}", "invalid_request", "role")
         if models is not None and not (
             isinstance(models, list) and all(isinstance(m, str) for m in models)
@@ -516,7 +550,24 @@ def create_app(
         request.state.admin_action = {"action": "keys.rotate", "key_id": key_id}
         key, info = gateway.keys.rotate(key_id)
         request.state.admin_action["new_key_id"] = info.key_id
+        if gateway.mfa is not None:
+            gateway.mfa.transfer(key_id, info.key_id)
         return JSONResponse({"key": key, **info.to_dict()}, status_code=201)
+
+    @app.post("/v1/admin/keys/{key_id}/mfa")
+    async def admin_enroll_mfa(request: Request, key_id: str) -> JSONResponse:
+        """Enrol (or renew) a key's second factor; the otpauth URI is shown once.
+        With ``admin_mfa: required`` only an already verified administrator
+        may do this; a key that is not enrolled must be enrolled from the CLI,
+        on the server."""
+        gateway.authorize(request, "keys:manage")
+        if gateway.mfa is None:
+            raise GatewayError(400, "admin_mfa is off in the gateway settings", "invalid_request")
+        if not any(i.key_id == key_id for i in gateway.keys.list()):
+            raise GatewayError(404, f"no API key with id {key_id[:16]!r}", "not_found")
+        request.state.admin_action = {"action": "keys.mfa_enroll", "key_id": key_id}
+        uri = gateway.mfa.enroll(key_id)
+        return JSONResponse({"key_id": key_id, "otpauth_uri": uri}, status_code=201)
 
     async def admit(request: Request) -> tuple[Principal, dict[str, Any], str, bool]:
         """Steps every generation route shares: authenticate, authorize, count
@@ -1082,14 +1133,6 @@ def _authorize_any(gateway: Gateway, request: Request, permissions: tuple[str, .
             last = exc
     assert last is not None
     raise last
-
-
-def _all_tenants(principal: Principal) -> bool:
-    return "audit:all-tenants" in ROLE_PERMISSIONS.get(principal.role, frozenset())
-
-
-def _may_see(principal: Principal, tenant: str | None) -> bool:
-    return _all_tenants(principal) or (tenant is not None and tenant == principal.tenant)
 
 
 def _int_param(request: Request, name: str, default: int | None) -> int:

@@ -119,6 +119,7 @@ class Principal:
     tenant: str
     role: str
     models: tuple[str, ...] | None  # None: every model
+    mfa: bool = False  # an identity provider vouched for a second factor (token ``amr``)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -221,6 +222,11 @@ class KeyStore:
         self._clock = clock
         self._engine = _create_engine(url)
         _metadata.create_all(self._engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The database, for tables that live beside the keys (second factors)."""
+        return self._engine
 
     def __enter__(self) -> KeyStore:
         return self

@@ -4,6 +4,7 @@ embedded default so `mantlet serve` runs with no file at all."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from mantlet.errors import ConfigError
 from mantlet.gateway.pseudonymize import PrivacySettings
+from mantlet.gateway.roles import BUILTIN_ROLES, PERMISSIONS
+
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 class WatermarkSettings(BaseModel):
@@ -194,6 +198,18 @@ class GatewaySettings(BaseModel):
     )
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     oidc: OIDCSettings | None = Field(None, description="Accept identity-provider JWTs too.")
+    roles: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Custom roles: name -> permissions (chat, models, keys:manage,"
+        " audit:read, audit:all-tenants, audit:checkpoint, watermark:detect).",
+    )
+    admin_mfa: Literal["enrolled", "required", "off"] = Field(
+        "enrolled",
+        description="Second factor on admin routes (key management, checkpoints, every"
+        " tenant's audit records). enrolled: keys with a TOTP enrolment must send a code in"
+        " x-mantlet-otp; required: also refuse keys without one and tokens without a second"
+        " factor in 'amr'; off: none.",
+    )
     upstreams: list[UpstreamSettings] = Field(
         default_factory=lambda: [
             UpstreamSettings(name="local", kind="local"),
@@ -218,6 +234,20 @@ class GatewaySettings(BaseModel):
         resolved = self.watermark.model_copy(update={"keys_file": keys_file})
         for upstream in self.upstreams:
             upstream._watermark = resolved if upstream.kind == "local" else None
+        return self
+
+    @model_validator(mode="after")
+    def _roles_are_well_formed(self) -> GatewaySettings:
+        for name, permissions in self.roles.items():
+            if not _ROLE_NAME.fullmatch(name):
+                raise ValueError(f"roles: {name!r} is not a role name (a-z, 0-9, '-', '_')")
+            if name in BUILTIN_ROLES:
+                raise ValueError(f"roles: {name!r} is built in and cannot be redefined")
+            unknown = sorted(set(permissions) - set(PERMISSIONS))
+            if unknown:
+                raise ValueError(
+                    f"roles.{name}: unknown permission(s) {unknown}; known: {sorted(PERMISSIONS)}"
+                )
         return self
 
     @property

@@ -27,6 +27,10 @@ from mantlet.gateway.settings import OIDCSettings
 _REFRESH_S = 600.0
 
 
+# RFC 8176 authentication method references that prove a second factor.
+_SECOND_FACTORS = frozenset({"mfa", "otp", "hwk", "swk"})
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -63,7 +67,17 @@ class TokenVerifier:
         tenant, role = claims.get(settings.tenant_claim), claims.get(settings.role_claim)
         if not isinstance(tenant, str) or not tenant or not isinstance(role, str) or not role:
             raise AuthError("token lacks the tenant or role claim")
-        return Principal(key_id=f"oidc:{claims['sub']}", tenant=tenant, role=role, models=None)
+        methods = claims.get("amr")
+        second_factor = isinstance(methods, list) and any(
+            isinstance(m, str) and m in _SECOND_FACTORS for m in methods
+        )
+        return Principal(
+            key_id=f"oidc:{claims['sub']}",
+            tenant=tenant,
+            role=role,
+            models=None,
+            mfa=second_factor,
+        )
 
     def _key_set(self) -> KeySet:
         with self._lock:
