@@ -370,6 +370,15 @@ def test_the_screen_passes_base64_at_every_alignment(alignment: int, urlsafe: bo
         assert [span.replace("\r\n", "") for _, span in found] == [stable]
 
 
+def test_the_screen_folds_case_as_re2_does(detector: Detector) -> None:
+    """RE2 matches the Kelvin sign as k and the long s as s; a leak spelled
+    with them must not slip past the screen."""
+    canary = "mntl-kasekasekasek"
+    for leaked in (canary.replace("k", "\u212a"), canary.replace("s", "\u017f")):
+        found = _per_request(f"here: {leaked}", canary)
+        assert [label for label, _ in found] == ["exact"]
+
+
 def test_a_clean_answer_compiles_no_matcher() -> None:
     from mantlet.detectors import canary as module
 

@@ -214,7 +214,9 @@ class _Views:
 
     @functools.cached_property
     def lowered(self) -> str:
-        return self._text.lower()
+        # casefold, not lower: RE2's case-insensitive match also takes the
+        # Kelvin sign for k and the long s for s, and so does casefold.
+        return self._text.casefold()
 
     @functools.cached_property
     def unseparated(self) -> str:
@@ -230,17 +232,17 @@ class _Views:
 
     @functools.cached_property
     def url_decoded(self) -> str:
-        return urllib.parse.unquote_plus(self._text).lower()
+        return urllib.parse.unquote_plus(self._text).casefold()
 
     def may_hold(self, canary: str) -> bool:
-        core = _core(canary).lower()
+        core = _core(canary).casefold()
         if (
-            canary.lower() in self.lowered
+            canary.casefold() in self.lowered
             or core in self.unseparated
             or core[::-1] in self.unseparated
             or codecs.encode(core, "rot_13") in self.unseparated
             or canary.encode("utf-8").hex() in self.hex_digits
-            or canary.lower() in self.url_decoded
+            or canary.casefold() in self.url_decoded
         ):
             return True
         data = canary.encode("utf-8")

@@ -59,8 +59,8 @@ from mantlet.pipeline.shield import Shield
 from mantlet.privacy import StreamRestorer
 from mantlet.watermark import current_tenant
 
-# Roles and their permissions are data; a custom role is one more entry.
-# Permissions whose routes want a second factor from administrators.
+# Permissions whose routes want a second factor from administrators (reading
+# every tenant's audit records too; see Gateway.authorize).
 _MFA_PERMISSIONS = frozenset({"keys:manage", "audit:checkpoint"})
 # Routes that decide nothing and are not recorded in the audit log.
 _UNAUDITED = frozenset({"/healthz", "/readyz", "/.well-known/mantlet/keys.json"})
