@@ -58,6 +58,49 @@ def test_key_store_on_postgresql_is_shared_by_replicas() -> None:
         second.close()
 
 
+def test_second_factors_on_postgresql_survive_replicas_starting_together() -> None:
+    """Replicas starting at once on an empty database all create the
+    second-factor table; the ones that lose the race must not crash, and an
+    enrolment made through one is checked by the others."""
+    import threading
+
+    import pyotp
+    import sqlalchemy as sa
+
+    from mantlet.gateway.mfa import MfaResult, TotpStore
+
+    base = need(POSTGRES, "postgres")
+    name = f"mfa_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    engines = [sa.create_engine(url) for _ in range(6)]
+    barrier, stores, errors = threading.Barrier(len(engines)), [], []
+
+    def start(engine: Any) -> None:
+        barrier.wait()
+        try:
+            stores.append(TotpStore(engine, SECRET))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        uri = stores[0].enroll("adminkey01")
+        secret = uri.split("secret=")[1].split("&")[0]
+        assert stores[-1].check("adminkey01", pyotp.TOTP(secret).now()) is MfaResult.OK
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
 @pytest.mark.asyncio
 async def test_rate_limits_in_redis_are_shared_by_replicas() -> None:
     url = need(REDIS, "redis")

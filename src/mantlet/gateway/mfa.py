@@ -70,7 +70,12 @@ class TotpStore:
                 algorithm=hashes.SHA256(), length=32, salt=None, info=b"mantlet admin totp v1"
             ).derive(server_secret)
         )
-        _metadata.create_all(engine)
+        try:
+            _metadata.create_all(engine)
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            # Replicas starting together on one PostgreSQL database: another
+            # one created the table between the check and the CREATE.
+            _metadata.create_all(engine)
 
     def enroll(self, key_id: str) -> str:
         """A new secret for ``key_id`` (replacing any earlier one, which also
