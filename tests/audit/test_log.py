@@ -243,3 +243,60 @@ def test_kill_9_during_appends_loses_nothing_acknowledged(tmp_path: Path) -> Non
     trail.append_sync({"n": "after restart"})
     assert verify_log(trail.log, trail.verifier).ok
     trail.close()
+
+
+def _autocheckpoint(log: object) -> int:
+    with log.engine.connect() as conn:  # type: ignore[attr-defined]
+        return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+
+def test_background_wal_leaves_folding_to_its_owner(tmp_path: Path) -> None:
+    """A gateway's appends never stall on folding the write-ahead log (SQLite
+    would do it inside whichever commit crosses 1,000 pages); ``checkpoint_wal``
+    does it when called, and other users keep SQLite's automatic folding."""
+    from mantlet.audit.store import AuditLog
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    log = AuditLog(url, background_wal=True)
+    assert _autocheckpoint(log) == 0
+    for i in range(50):
+        log.append({"v": 1, "type": "test", "i": i})
+    frames, folded = log.checkpoint_wal()
+    assert frames > 0 and folded == frames
+    assert log.checkpoint_wal() == (frames, frames)  # nothing new to fold
+    log.append({"v": 1, "type": "test", "i": 50})
+    assert log.head().size == 51
+    log.close()
+    default = AuditLog(url)
+    assert _autocheckpoint(default) == 1000
+    default.close()
+
+
+def test_a_running_gateway_folds_the_audit_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from mantlet.gateway import app as gateway_app
+    from mantlet.gateway import create_app
+
+    monkeypatch.setattr(gateway_app, "_WAL_CHECKPOINT_S", 0.05)
+    folded: list[tuple[int, int]] = []
+    settings = GatewaySettings.model_validate({"data_dir": str(tmp_path / "state")})
+    app = create_app(settings)
+    trail = app.state.gateway.trail
+    original = trail.log.checkpoint_wal
+
+    def spy() -> tuple[int, int]:
+        result = original()
+        folded.append(result)
+        return result
+
+    monkeypatch.setattr(trail.log, "checkpoint_wal", spy)
+    with TestClient(app) as client:
+        assert _autocheckpoint(trail.log) == 0
+        client.get("/healthz")
+        deadline = time.monotonic() + 5
+        while not folded and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert folded and folded[-1][0] == folded[-1][1]

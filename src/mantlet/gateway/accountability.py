@@ -74,10 +74,16 @@ class Accountability:
     _flusher: asyncio.Task[None] | None = None
 
     @classmethod
-    def open(cls, settings: GatewaySettings) -> Accountability:
+    def open(cls, settings: GatewaySettings, *, background_wal: bool = False) -> Accountability:
+        """``background_wal``: the caller (a running gateway) checkpoints the
+        SQLite write-ahead log itself; see ``AuditLog``."""
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log = AuditLog(settings.resolved_database_url, origin=settings.audit.origin)
+        log = AuditLog(
+            settings.resolved_database_url,
+            origin=settings.audit.origin,
+            background_wal=background_wal,
+        )
         provider: KeyProvider = (
             EnvKeyProvider()
             if settings.audit.master_keys == "env"

@@ -62,6 +62,8 @@ from mantlet.watermark import current_tenant
 # Permissions whose routes want a second factor from administrators (reading
 # every tenant's audit records too; see Gateway.authorize).
 _MFA_PERMISSIONS = frozenset({"keys:manage", "audit:checkpoint"})
+# How often the audit log's SQLite write-ahead log is folded into the database.
+_WAL_CHECKPOINT_S = 1.0
 # Routes that decide nothing and are not recorded in the audit log.
 _UNAUDITED = frozenset({"/healthz", "/readyz", "/.well-known/mantlet/keys.json"})
 # Each request's verdicts, collected for its audit record.
@@ -217,7 +219,7 @@ def create_app(
             key_tokens=settings.quotas.tokens_per_key,
             concurrent=settings.quotas.concurrent_per_key,
         ),
-        trail=accountability or Accountability.open(settings),
+        trail=accountability or Accountability.open(settings, background_wal=True),
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
         upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
@@ -238,6 +240,14 @@ def create_app(
                 if trail.log.head().size != published:
                     published = (await asyncio.to_thread(trail.publish_checkpoint)).size
 
+    async def fold_wal() -> None:
+        """The audit log's SQLite WAL is folded in here, off the request path
+        (a commit that did it itself stalled for several milliseconds)."""
+        while True:
+            await asyncio.sleep(_WAL_CHECKPOINT_S)
+            with contextlib.suppress(Exception):  # retried next interval
+                await asyncio.to_thread(trail.log.checkpoint_wal)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Configuration changes are admin actions too: each start records
@@ -256,12 +266,14 @@ def create_app(
         await asyncio.to_thread(trail.publish_checkpoint)
         interval = settings.audit.checkpoint_interval_s
         task = asyncio.create_task(publish_checkpoints(interval)) if interval else None
+        wal_task = asyncio.create_task(fold_wal())
         # What start-up built (models, compiled rule tables, the app) lives as
         # long as the process: moved out of the collector's generations, it is
         # no longer traversed by every full collection during requests.
         gc.collect()
         gc.freeze()
         yield
+        wal_task.cancel()
         if task:
             task.cancel()
         with contextlib.suppress(Exception):
