@@ -3,7 +3,9 @@ openai SDK pointed at it, with the echo upstream and test providers."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
 from mantlet.gateway import GatewaySettings, create_app
@@ -642,3 +645,48 @@ def test_a_bug_answers_500_in_openai_shape_and_is_audited(
     [record] = [r for r in records if r.get("request_id") == request_id]
     assert (record["status"], record["error"]) == (500, "internal_error")
     assert "RuntimeError" in caplog.text and "hello" not in caplog.text  # logs name the type only
+
+
+@pytest.mark.asyncio
+async def test_upstream_calls_decode_answers_and_honour_proxy_variables(
+    live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole answers skip the client's layers but not what matters: a
+    compressed answer is decoded, and an HTTP proxy set in the environment is
+    used (here one that does not exist, so the call must fail)."""
+    upstream_app = FastAPI()
+    seen: list[str | None] = []
+
+    @upstream_app.post("/v1/chat/completions")
+    async def answer(request: Request) -> Response:
+        seen.append(request.headers.get("authorization"))
+        body = json.dumps({"choices": [{"message": {"content": "zipped"}}]}).encode()
+        return Response(
+            gzip.compress(body),
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+        )
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("UPSTREAM_TEST_KEY", "sk-upstream")
+    with live_server(upstream_app) as server:
+        settings = UpstreamSettings(
+            name="u", base_url=server.url, retries=0, api_key_env="UPSTREAM_TEST_KEY"
+        )
+        direct = OpenAICompatibleProvider(settings)
+        answer_ = await direct.send("chat/completions", {"model": "m", "messages": []})
+        assert answer_["choices"][0]["message"]["content"] == "zipped"
+        assert seen == ["Bearer sk-upstream"]
+        await direct.aclose()
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            dead_port = sock.getsockname()[1]  # closed again: nothing listens there
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead_port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        proxied = OpenAICompatibleProvider(settings)
+        with pytest.raises(ProviderError, match="unreachable"):
+            await proxied.send("chat/completions", {"model": "m", "messages": []})
+        await proxied.aclose()
+    assert len(seen) == 1

@@ -3,6 +3,12 @@
 One pooled httpx client per upstream. Retries with exponential backoff only
 where a retry cannot duplicate work: connection failures before the request
 was sent, and 502/503/504 answers from a proxy in front of the model.
+
+Whole (non-streamed) answers go straight to the client's pooled transport:
+``AsyncClient.post`` spends about 150 µs of CPU per call on layers an upstream
+call does not use (cookies, auth flows, redirects, URL merging), a fifth of
+what the gateway's own work costs. With an HTTP(S)_PROXY or ALL_PROXY
+variable set, every call goes through the client, which honours them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ import httpx
 from mantlet.gateway.providers.base import Endpoint, ProviderError, answer_to_chunks
 
 _RETRY_STATUSES = {502, 503, 504}
+_USER_AGENT = "mantlet"
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _proxy_configured() -> bool:
+    return any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARIABLES)
 
 
 class OpenAICompatibleProvider:
@@ -29,18 +41,39 @@ class OpenAICompatibleProvider:
             key = os.environ.get(settings.api_key_env)
             if key:
                 headers["Authorization"] = f"Bearer {key}"
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
+        self._base_url = settings.base_url.rstrip("/")
+        if transport is None and not _proxy_configured():
+            transport = httpx.AsyncHTTPTransport()
+        self._direct = transport
+        self._direct_headers = {"accept": "application/json", "user-agent": _USER_AGENT, **headers}
+        self._timeout = timeout.as_dict()
         self._client = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s)),
-            transport=transport,
+            base_url=self._base_url, headers=headers, timeout=timeout, transport=transport
         )
+
+    async def _post(self, endpoint: Endpoint, body: Mapping[str, Any]) -> httpx.Response:
+        if self._direct is None:
+            return await self._client.post(f"/{endpoint}", json=body)
+        request = httpx.Request(
+            "POST",
+            f"{self._base_url}/{endpoint}",
+            headers=self._direct_headers,
+            json=body,
+            extensions={"timeout": self._timeout},
+        )
+        response = await self._direct.handle_async_request(request)
+        try:
+            await response.aread()  # decodes any content-encoding
+        finally:
+            await response.aclose()
+        return response
 
     async def send(self, endpoint: Endpoint, request: Mapping[str, Any]) -> dict[str, Any]:
         body = {**request, "stream": False} if endpoint != "embeddings" else dict(request)
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.post(f"/{endpoint}", json=body)
+                response = await self._post(endpoint, body)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt == self._retries:
                     raise ProviderError(
@@ -128,4 +161,4 @@ class OpenAICompatibleProvider:
         raise ProviderError(f"upstream {self.name!r} kept failing")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._client.aclose()  # closes the shared transport too
