@@ -135,7 +135,7 @@ class TotpStore:
         if not code:
             return MfaResult.MISSING
         try:
-            step = self._matching_step(key_id, row.secret, code.strip())
+            step = self._matching_step(key_id, row.secret, code.replace(" ", ""))
         except InvalidTag:  # not sealed under this server's secret: fail closed
             step = None
         with self._engine.begin() as conn:
