@@ -36,7 +36,7 @@ class OpenAICompatibleProvider:
     def __init__(self, settings: Any, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.name = settings.name
         self._retries = settings.retries
-        headers = {}
+        headers = {"user-agent": _USER_AGENT}
         if settings.api_key_env:
             key = os.environ.get(settings.api_key_env)
             if key:
@@ -46,7 +46,7 @@ class OpenAICompatibleProvider:
         if transport is None and not _proxy_configured():
             transport = httpx.AsyncHTTPTransport()
         self._direct = transport
-        self._direct_headers = {"accept": "application/json", "user-agent": _USER_AGENT, **headers}
+        self._direct_headers = {"accept": "application/json", **headers}
         self._timeout = timeout.as_dict()
         self._client = httpx.AsyncClient(
             base_url=self._base_url, headers=headers, timeout=timeout, transport=transport
