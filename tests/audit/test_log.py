@@ -300,3 +300,30 @@ def test_a_running_gateway_folds_the_audit_wal(
         while not folded and time.monotonic() < deadline:
             time.sleep(0.05)
     assert folded and folded[-1][0] == folded[-1][1]
+
+
+def test_a_failing_wal_fold_is_logged_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from mantlet.gateway import app as gateway_app
+    from mantlet.gateway import create_app
+
+    monkeypatch.setattr(gateway_app, "_WAL_CHECKPOINT_S", 0.02)
+    calls: list[int] = []
+    app = create_app(GatewaySettings.model_validate({"data_dir": str(tmp_path / "state")}))
+
+    def broken() -> tuple[int, int]:
+        calls.append(1)
+        raise OSError("disk full at /secret/path")
+
+    monkeypatch.setattr(app.state.gateway.trail.log, "checkpoint_wal", broken)
+    with caplog.at_level("WARNING", logger="mantlet.gateway.app"), TestClient(app) as client:
+        deadline = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.get("/healthz").status_code == 200
+    assert len(calls) >= 2  # retried
+    messages = [r.getMessage() for r in caplog.records if "WAL" in r.getMessage()]
+    assert messages and all("OSError" in m and "/secret" not in m for m in messages)

@@ -71,6 +71,7 @@ _VERDICTS: ContextVar[list[Verdict] | None] = ContextVar("mantlet_verdicts", def
 BLOCKED_NOTICE = "[blocked by Mantlet policy]"
 _AUDIT_DOWN = "audit log unavailable; request refused"
 access_log = logging.getLogger("mantlet.gateway.access")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -245,8 +246,10 @@ def create_app(
         (a commit that did it itself stalled for several milliseconds)."""
         while True:
             await asyncio.sleep(_WAL_CHECKPOINT_S)
-            with contextlib.suppress(Exception):  # retried next interval
+            try:
                 await asyncio.to_thread(trail.log.checkpoint_wal)
+            except Exception as exc:  # noqa: BLE001 - retried next interval, but said
+                log.warning("audit log WAL checkpoint failed (%s)", type(exc).__name__)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
