@@ -196,8 +196,9 @@ def rotate(
     data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Issue a new key with the same tenant, role and models; revoke the old one
-    (a second-factor enrolment moves to the new key)."""
+    """Issue a new key with the same tenant, role and models; revoke the old one.
+
+    A second-factor enrolment moves to the new key."""
     store = _store(config, data_dir)
     key, info = store.rotate(key_id)
     _second_factors(config, data_dir, store).transfer(key_id, info.key_id)
@@ -218,9 +219,10 @@ def mfa_enroll(
     data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Enrol a key for a second factor (TOTP); admin routes then want a code
-    in the x-mantlet-otp header. Prints the otpauth URI once: add it to an
-    authenticator app."""
+    """Enrol a key for a second factor (TOTP) on admin routes.
+
+    Prints the otpauth URI once: add it to an authenticator app. The key's
+    admin routes then want a current code in the x-mantlet-otp header."""
     store = _store(config, data_dir)
     if not any(info.key_id == key_id for info in store.list()):
         raise typer.BadParameter(f"no API key with id {key_id[:16]!r}", param_hint="KEY_ID")
