@@ -49,6 +49,21 @@ admin_totp = sa.Table(
 )
 
 
+def _create_table(engine: Engine) -> None:
+    """Replicas starting together on one database all try to create the
+    table; the ones that lose the race between the existence check and the
+    CREATE get an error (PostgreSQL: a duplicate, SQLite: "already exists")
+    and find the table there when they look again."""
+    for attempt in range(3):
+        try:
+            _metadata.create_all(engine)
+            return
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            if attempt == 2:
+                raise
+            time.sleep(0.05)
+
+
 class MfaResult(Enum):
     OK = "ok"
     NOT_ENROLLED = "not enrolled"
@@ -70,12 +85,7 @@ class TotpStore:
                 algorithm=hashes.SHA256(), length=32, salt=None, info=b"mantlet admin totp v1"
             ).derive(server_secret)
         )
-        try:
-            _metadata.create_all(engine)
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            # Replicas starting together on one PostgreSQL database: another
-            # one created the table between the check and the CREATE.
-            _metadata.create_all(engine)
+        _create_table(engine)
 
     def enroll(self, key_id: str) -> str:
         """A new secret for ``key_id`` (replacing any earlier one, which also
