@@ -145,6 +145,35 @@ def live_server() -> type[LiveServer]:
     return LiveServer
 
 
+def _start_together(count: int, start: Callable[[int], Any]) -> tuple[list[Any], list[Exception]]:
+    """``start(i)`` for ``i`` in ``range(count)``, each on its own thread, all
+    released at once (replicas booting together); answers the results and the
+    exceptions raised."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = []
+    errors: list[Exception] = []
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results.append(start(index))
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
+
+
+@pytest.fixture(scope="session")
+def start_together() -> Callable[..., tuple[list[Any], list[Exception]]]:
+    """``start_together(count, start)``: see ``_start_together``."""
+    return _start_together
+
+
 _CLI = "from mantlet.cli.app import main; main()"
 
 

@@ -92,34 +92,6 @@ def test_secrets_are_encrypted_and_bound_to_their_key(keys: KeyStore, tmp_path: 
     assert stranger.check("adminkey01", code_at(uri, NOW)) is MfaResult.WRONG
 
 
-def test_replicas_starting_together_on_one_sqlite_file_all_start(tmp_path: Path) -> None:
-    """Two gateway processes on one data directory both create the table;
-    the one that loses the race must not crash (SQLite: "already exists")."""
-    import threading
-
-    import sqlalchemy as sa
-
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    engines = [sa.create_engine(url, connect_args={"timeout": 30}) for _ in range(6)]
-    barrier, errors = threading.Barrier(len(engines)), []
-
-    def start(engine: Any) -> None:
-        barrier.wait()
-        try:
-            TotpStore(engine, SECRET)
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for engine in engines:
-        engine.dispose()
-    assert errors == []
-
-
 def test_rotation_carries_the_enrolment_to_the_new_key(keys: KeyStore) -> None:
     totp = TotpStore(keys.engine, SECRET, clock=Clock())
     uri = totp.enroll("oldkey0001")

@@ -58,12 +58,12 @@ def test_key_store_on_postgresql_is_shared_by_replicas() -> None:
         second.close()
 
 
-def test_second_factors_on_postgresql_survive_replicas_starting_together() -> None:
+def test_second_factors_on_postgresql_survive_replicas_starting_together(
+    start_together: Any,
+) -> None:
     """Replicas starting at once on an empty database all create the
     second-factor table; the ones that lose the race must not crash, and an
     enrolment made through one is checked by the others."""
-    import threading
-
     import pyotp
     import sqlalchemy as sa
 
@@ -77,20 +77,7 @@ def test_second_factors_on_postgresql_survive_replicas_starting_together() -> No
     admin.dispose()
     url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
     engines = [sa.create_engine(url) for _ in range(6)]
-    barrier, stores, errors = threading.Barrier(len(engines)), [], []
-
-    def start(engine: Any) -> None:
-        barrier.wait()
-        try:
-            stores.append(TotpStore(engine, SECRET))
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    stores, errors = start_together(len(engines), lambda i: TotpStore(engines[i], SECRET))
     try:
         assert errors == []
         uri = stores[0].enroll("adminkey01")

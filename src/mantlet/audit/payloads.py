@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from mantlet.core.sql import create_tables
 from mantlet.crypto.tenant_keys import Sealed, TenantKeyring
 
 __all__ = ["PayloadStore"]
@@ -31,7 +32,7 @@ class PayloadStore:
     def __init__(self, engine: Engine, keyring: TenantKeyring) -> None:
         self._engine = engine
         self.keyring = keyring
-        _metadata.create_all(engine)
+        create_tables(_metadata, engine)
 
     def write(self, conn: Connection, seq: int, tenant: str, payload: bytes, key: bytes) -> None:
         """Inside the audit append's transaction, so record and payload land

@@ -27,6 +27,7 @@ from sqlalchemy.pool import StaticPool
 
 from mantlet.audit import merkle
 from mantlet.audit.checkpoint import Checkpoint, NoteSigner
+from mantlet.core.sql import create_tables
 
 __all__ = ["AuditLog", "LogHead", "StoredRecord", "canonical_json"]
 
@@ -108,7 +109,7 @@ class AuditLog:
         self.origin = origin
         self._engine = _create_engine(url, background_wal=background_wal)
         self._dialect = self._engine.dialect.name
-        _metadata.create_all(self._engine)
+        create_tables(_metadata, self._engine)
         with self._write() as conn:
             if conn.execute(sa.select(head_table.c.id)).first() is None:
                 # Another process may create it first.

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Engine
 
+from mantlet.core.sql import create_tables
 from mantlet.crypto.keyproviders import KeyProvider, KeyProviderError
 from mantlet.errors import MantletError
 
@@ -58,7 +59,7 @@ class TenantKeyring:
     def __init__(self, engine: Engine, provider: KeyProvider) -> None:
         self._engine = engine
         self.provider = provider
-        _metadata.create_all(engine)
+        create_tables(_metadata, engine)
 
     def data_key(self, tenant: str, *, create: bool = True) -> bytes:
         with self._engine.connect() as conn:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from mantlet.audit import AuditLog, Checkpoint, NoteSigner, NoteVerifier
 from mantlet.audit.payloads import PayloadStore
+from mantlet.core.sql import create_tables
 from mantlet.crypto.keyproviders import EnvKeyProvider, FileKeyProvider, KeyProvider
 from mantlet.crypto.signing import SigningKey
 from mantlet.crypto.tenant_keys import TenantKeyring
@@ -90,7 +91,7 @@ class Accountability:
             else FileKeyProvider(data_dir / "master.keys")
         )
         keyring = TenantKeyring(log.engine, provider)
-        _metadata.create_all(log.engine)
+        create_tables(_metadata, log.engine)
         return cls(
             log=log,
             signing_key=SigningKey.load_or_create(data_dir / "signing.key"),

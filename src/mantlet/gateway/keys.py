@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
+from mantlet.core.sql import create_tables
 from mantlet.errors import MantletError
 
 __all__ = [
@@ -225,7 +226,7 @@ class KeyStore:
         self._server_secret = bytes(server_secret)
         self._clock = clock
         self._engine = _create_engine(url)
-        _metadata.create_all(self._engine)
+        create_tables(_metadata, self._engine)
 
     @property
     def engine(self) -> Engine:

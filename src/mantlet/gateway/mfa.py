@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Engine
 
+from mantlet.core.sql import create_tables
+
 __all__ = ["OTP_HEADER", "MfaResult", "TotpStore"]
 
 OTP_HEADER = "x-mantlet-otp"
@@ -47,21 +49,6 @@ admin_totp = sa.Table(
     sa.Column("last_step", sa.BigInteger, nullable=False),
     sa.Column("failures", sa.Integer, nullable=False),
 )
-
-
-def _create_table(engine: Engine) -> None:
-    """Replicas starting together on one database all try to create the
-    table; the ones that lose the race between the existence check and the
-    CREATE get an error (PostgreSQL: a duplicate, SQLite: "already exists")
-    and find the table there when they look again."""
-    for attempt in range(3):
-        try:
-            _metadata.create_all(engine)
-            return
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-            if attempt == 2:
-                raise
-            time.sleep(0.05)
 
 
 class MfaResult(Enum):
@@ -85,7 +72,7 @@ class TotpStore:
                 algorithm=hashes.SHA256(), length=32, salt=None, info=b"mantlet admin totp v1"
             ).derive(server_secret)
         )
-        _create_table(engine)
+        create_tables(_metadata, engine)
 
     def enroll(self, key_id: str) -> str:
         """A new secret for ``key_id`` (replacing any earlier one, which also
