@@ -464,3 +464,11 @@ def test_models_round_trip_through_storage(store: KeyStore) -> None:
     with store._engine.connect() as conn:
         nulls = conn.execute(sa.text("SELECT COUNT(*) FROM api_keys WHERE models IS NULL"))
         assert nulls.scalar_one() == 1
+
+
+def test_info_answers_one_key_without_its_secret(store: KeyStore) -> None:
+    key, created = store.create(tenant="acme", role="auditor", name="ci")
+    found = store.info(created.key_id)
+    assert found == created
+    assert key not in repr(found)
+    assert store.info("aaaaaaaaaa") is None

@@ -49,13 +49,18 @@ def _store(config: Path | None, data_dir: Path | None) -> Any:
     return KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
 
 
-def _second_factors(config: Path | None, data_dir: Path | None, keys: Any) -> Any:
+def _stores(config: Path | None, data_dir: Path | None) -> tuple[Any, Any]:
+    """The key store and the second-factor store beside it (one settings
+    load, one server secret)."""
     from mantlet.gateway.app import server_secret
+    from mantlet.gateway.keys import KeyStore
     from mantlet.gateway.mfa import TotpStore
     from mantlet.gateway.settings import load_settings
 
     settings = load_settings(config, overrides={"data_dir": data_dir})
-    return TotpStore(keys.engine, server_secret(settings.data_dir))
+    secret = server_secret(settings.data_dir)
+    keys = KeyStore(settings.resolved_database_url, secret)
+    return keys, TotpStore(keys.engine, secret)
 
 
 @guarded
@@ -199,9 +204,9 @@ def rotate(
     """Issue a new key with the same tenant, role and models; revoke the old one.
 
     A second-factor enrolment moves to the new key."""
-    store = _store(config, data_dir)
+    store, factors = _stores(config, data_dir)
     key, info = store.rotate(key_id)
-    _second_factors(config, data_dir, store).transfer(key_id, info.key_id)
+    factors.transfer(key_id, info.key_id)
     _record_admin(
         config, data_dir, {"action": "keys.rotate", "key_id": key_id, "new_key_id": info.key_id}
     )
@@ -223,10 +228,10 @@ def mfa_enroll(
 
     Prints the otpauth URI once: add it to an authenticator app. The key's
     admin routes then want a current code in the x-mantlet-otp header."""
-    store = _store(config, data_dir)
-    if not any(info.key_id == key_id for info in store.list()):
+    store, factors = _stores(config, data_dir)
+    if store.info(key_id) is None:
         raise typer.BadParameter(f"no API key with id {key_id[:16]!r}", param_hint="KEY_ID")
-    uri = _second_factors(config, data_dir, store).enroll(key_id)
+    uri = factors.enroll(key_id)
     _record_admin(config, data_dir, {"action": "keys.mfa_enroll", "key_id": key_id})
     if as_json:
         print_json({"key_id": key_id, "otpauth_uri": uri})
@@ -242,7 +247,6 @@ def mfa_remove(
     data_dir: DataDirOption = None,
 ) -> None:
     """Remove a key's second-factor enrolment (from the server, never the API)."""
-    store = _store(config, data_dir)
-    removed = _second_factors(config, data_dir, store).remove(key_id)
+    removed = _stores(config, data_dir)[1].remove(key_id)
     _record_admin(config, data_dir, {"action": "keys.mfa_remove", "key_id": key_id})
     stdout.print(f"removed the enrolment of {key_id}" if removed else f"{key_id} was not enrolled")

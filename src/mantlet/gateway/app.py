@@ -578,7 +578,7 @@ def create_app(
         gateway.authorize(request, "keys:manage")
         if gateway.mfa is None:
             raise GatewayError(400, "admin_mfa is off in the gateway settings", "invalid_request")
-        if not any(i.key_id == key_id for i in gateway.keys.list()):
+        if gateway.keys.info(key_id) is None:
             raise GatewayError(404, f"no API key with id {key_id[:16]!r}", "not_found")
         request.state.admin_action = {"action": "keys.mfa_enroll", "key_id": key_id}
         uri = gateway.mfa.enroll(key_id)

@@ -320,6 +320,12 @@ class KeyStore:
                     raise
         raise AssertionError("unreachable")
 
+    def info(self, key_id: str) -> KeyInfo | None:
+        """One key's metadata (never its secret), or None when there is none."""
+        with self._engine.connect() as conn:
+            row = self._fetch(conn, key_id)
+        return None if row is None else _info_from_row(row)
+
     def list(self, *, tenant: str | None = None) -> builtins.list[KeyInfo]:
         """Keys, oldest first, optionally of one tenant only."""
         query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
