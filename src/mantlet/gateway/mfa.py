@@ -78,8 +78,7 @@ class TotpStore:
         """A new secret for ``key_id`` (replacing any earlier one, which also
         lifts a lock); returns the ``otpauth://`` URI for the authenticator app."""
         secret = pyotp.random_base32()
-        nonce = os.urandom(12)
-        sealed = nonce + self._aead.encrypt(nonce, secret.encode("ascii"), key_id.encode())
+        sealed = self._seal(key_id, secret)
         with self._engine.begin() as conn:
             conn.execute(sa.delete(admin_totp).where(admin_totp.c.key_id == key_id))
             conn.execute(
@@ -102,9 +101,7 @@ class TotpStore:
             ).first()
             if row is None:
                 return
-            secret = self._open(old_key_id, row.secret)
-            nonce = os.urandom(12)
-            sealed = nonce + self._aead.encrypt(nonce, secret.encode("ascii"), new_key_id.encode())
+            sealed = self._seal(new_key_id, self._open(old_key_id, row.secret))
             conn.execute(sa.delete(admin_totp).where(admin_totp.c.key_id == old_key_id))
             conn.execute(
                 admin_totp.insert().values(
@@ -163,6 +160,10 @@ class TotpStore:
             if hmac.compare_digest(totp.at(step * _STEP_S).encode(), code.encode()):
                 found = step
         return found
+
+    def _seal(self, key_id: str, secret: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, secret.encode("ascii"), key_id.encode())
 
     def _open(self, key_id: str, sealed: bytes) -> str:
         return self._aead.decrypt(sealed[:12], sealed[12:], key_id.encode()).decode("ascii")
