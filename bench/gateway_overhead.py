@@ -9,6 +9,13 @@ asyncio httpx client. On a 2-core machine the client, the gateway and the
 upstream share the CPUs, so absolute figures are pessimistic; compare rows.
 
     python bench/gateway_overhead.py [--requests 400] [--litellm] [--json]
+    python bench/gateway_overhead.py --serial --upstream-delay-ms 50 --prompt-chars 2000
+
+``--serial`` adds a second Mantlet with ``overlap_flag_only: false``: the
+flag-only injection model then runs before the upstream call instead of
+alongside it. ``--upstream-delay-ms`` makes the fake upstream take that long
+to answer, as a real model does; ``--prompt-chars`` pads the user message
+with benign prose (a pasted document, say) to that length.
 
 "+p50"/"+p99" are the latency added over calling the upstream directly at the
 same concurrency; "srv" is Mantlet's own x-mantlet-overhead-ms header (time
@@ -37,7 +44,8 @@ BIN = Path(sys.executable).parent
 SYSTEM = "You are a helpful assistant for the operations team. Answer briefly and politely."
 PROMPT = "Please summarise the attached meeting notes in three short bullet points for the team."
 UPSTREAM_APP = """
-import json
+import asyncio, json, os
+DELAY = float(os.environ.get("BENCH_UPSTREAM_DELAY_MS", "0")) / 1000
 BODY = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
     "choices": [{"index": 0, "message": {"role": "assistant",
     "content": "Here are three bullet points about the meeting."}, "finish_reason": "stop"}],
@@ -49,6 +57,8 @@ async def app(scope, receive, send):
     while more:
         message = await receive()
         more = message.get("more_body", False)
+    if DELAY:
+        await asyncio.sleep(DELAY)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": BODY})
@@ -72,7 +82,25 @@ def wait_ready(url: str, timeout: float = 90.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def load(url: str, key: str | None, concurrency: int, total: int) -> dict[str, float]:
+FILLER = (
+    "The quarterly review covered staffing, the migration of the billing service, and the"
+    " schedule for the next release. Attendance was good and the discussion stayed on topic."
+    " Several action items were assigned, with owners and dates recorded in the tracker."
+)
+
+
+def padded(prompt: str, chars: int) -> str:
+    """The prompt after benign prose, ``chars`` characters in all (at least the prompt)."""
+    room = chars - len(prompt) - 1
+    if room <= 0:
+        return prompt
+    filler = (FILLER + " ") * (room // (len(FILLER) + 1) + 1)
+    return filler[:room].rstrip() + " " + prompt
+
+
+async def load(
+    url: str, key: str | None, concurrency: int, total: int, prompt_chars: int = 0
+) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     # A fixed system prompt and a different user message on every request, as
     # in real traffic: caches may help with the first, never with the second.
@@ -81,7 +109,7 @@ async def load(url: str, key: str | None, concurrency: int, total: int) -> dict[
     def body(i: int) -> dict[str, Any]:
         messages = [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"{PROMPT} Reference {nonce}-{i}."},
+            {"role": "user", "content": padded(f"{PROMPT} Reference {nonce}-{i}.", prompt_chars)},
         ]
         return {"model": "bench", "messages": messages}
 
@@ -132,6 +160,34 @@ def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
+def start_mantlet(
+    folder: Path, upstream: str, overrides: dict[str, Any]
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A gateway on its own state folder; returns (process, URL, API key)."""
+    folder.mkdir(parents=True)
+    config = folder / "gateway.yaml"
+    settings = {
+        "upstreams": [{"name": "fake", "kind": "openai", "base_url": upstream, "retries": 0}],
+        "routes": [{"model": "bench", "upstreams": ["fake"]}],
+        "quotas": {"requests_per_key": "1000000/minute"},
+        **overrides,
+    }
+    config.write_text(json.dumps(settings))
+    data = folder / "state"
+    created = subprocess.run(
+        [str(BIN / "mantlet"), "keys", "create", "--data-dir", str(data), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    port = free_port()
+    command = ["serve", "--config", str(config), "--data-dir", str(data), "--port", str(port)]
+    process = start([str(BIN / "mantlet"), *command])
+    wait_ready(f"http://127.0.0.1:{port}/healthz")
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    return process, url, json.loads(created.stdout)["key"]
+
+
 def litellm_python(base: Path) -> Path:
     folder = base / "litellm-venv"
     python = folder / "bin" / "python"
@@ -148,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--litellm", action="store_true", help="also measure the LiteLLM proxy")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--serial", action="store_true", help="also a Mantlet with overlap_flag_only: false"
+    )
+    parser.add_argument("--upstream-delay-ms", type=float, default=0.0)
+    parser.add_argument("--prompt-chars", type=int, default=0)
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 16, 64], help="levels to measure"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mantlet-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -167,52 +231,23 @@ def main(argv: list[str] | None = None) -> int:
                     "error",
                     "--app-dir",
                     str(work),
-                ]
+                ],
+                env={"BENCH_UPSTREAM_DELAY_MS": str(args.upstream_delay_ms)},
             )
         )
         upstream = f"http://127.0.0.1:{up_port}/v1"
         wait_ready(f"http://127.0.0.1:{up_port}/")
 
-        config = work / "gateway.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "upstreams": [
-                        {"name": "fake", "kind": "openai", "base_url": upstream, "retries": 0}
-                    ],
-                    "routes": [{"model": "bench", "upstreams": ["fake"]}],
-                    "quotas": {"requests_per_key": "1000000/minute"},
-                }
-            )
-        )
-        data = work / "state"
-        created = subprocess.run(
-            [str(BIN / "mantlet"), "keys", "create", "--data-dir", str(data), "--json"],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        key = json.loads(created.stdout)["key"]
-        gw_port = free_port()
-        processes.append(
-            start(
-                [
-                    str(BIN / "mantlet"),
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--data-dir",
-                    str(data),
-                    "--port",
-                    str(gw_port),
-                ]
-            )
-        )
-        wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
         targets: dict[str, tuple[str, str | None]] = {
-            "direct": (f"{upstream}/chat/completions", None),
-            "mantlet": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", key),
+            "direct": (f"{upstream}/chat/completions", None)
         }
+        variants = {"mantlet": {}}
+        if args.serial:
+            variants["serial"] = {"overlap_flag_only": False}
+        for name, overrides in variants.items():
+            process, url, key = start_mantlet(work / name, upstream, overrides)
+            processes.append(process)
+            targets[name] = (url, key)
         if args.litellm:
             python = litellm_python(ROOT / ".mantlet" / "bench")
             lite_config = work / "litellm.yaml"
@@ -257,9 +292,10 @@ def main(argv: list[str] | None = None) -> int:
 
         report: dict[str, dict[str, Any]] = {}
         for name, (url, credential) in targets.items():
-            asyncio.run(load(url, credential, 4, 40))  # warm up
+            asyncio.run(load(url, credential, 4, 40, args.prompt_chars))  # warm up
             report[name] = {
-                str(c): asyncio.run(load(url, credential, c, args.requests)) for c in (1, 16, 64)
+                str(c): asyncio.run(load(url, credential, c, args.requests, args.prompt_chars))
+                for c in args.concurrency
             }
     finally:
         for process in processes:

@@ -121,6 +121,21 @@ class Detector(Protocol):
     def detect(self, text: str, context: ScanContext) -> list[Finding]: ...
 
 
+@runtime_checkable
+class LayeredDetector(Detector, Protocol):
+    """A detector with a slow layer (a model) that only raises the score of
+    ``slow_kinds``. When the policy merely flags those kinds, the gateway runs
+    ``without_slow_layer()`` before the upstream call and the whole detector
+    alongside it: the answer cannot depend on a flag, so the model need not
+    hold the request up. The copy must report every other kind exactly as the
+    whole detector does.
+    """
+
+    slow_kinds: frozenset[str]
+
+    def without_slow_layer(self) -> Detector: ...
+
+
 class RunStatus(enum.StrEnum):
     """What happened to one detector during one check; the audit trail relies
     on this being truthful."""

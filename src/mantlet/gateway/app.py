@@ -55,7 +55,7 @@ from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.streaming import StreamBlocked, StreamRelay
 from mantlet.gateway.tokens import TokenVerifier
 from mantlet.gateway.watermark_routes import watermark_router
-from mantlet.pipeline.shield import Shield
+from mantlet.pipeline.shield import Shield, StagedCheck
 from mantlet.privacy import StreamRestorer
 from mantlet.watermark import current_tenant
 
@@ -96,6 +96,18 @@ class Gateway:
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
     ) -> Verdict:
         verdict = await self.shield.acheck_input(content, tenant=tenant, metadata=metadata)
+        self.metrics.observe_verdict(verdict)
+        _note_verdict(verdict)
+        return verdict
+
+    async def start_input(
+        self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
+    ) -> StagedCheck:
+        """The input check's gate; ``finish_input`` gives the whole verdict."""
+        return await self.shield.astart_input(content, tenant=tenant, metadata=metadata)
+
+    async def finish_input(self, check: StagedCheck) -> Verdict:
+        verdict = await check.final()
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)
         return verdict
@@ -774,10 +786,13 @@ def create_app(
             conversation = gateway.privacy.conversation(request, principal.tenant)
             messages = await gateway.privacy.pseudonymize(messages, conversation)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
-        verdict_in = await gateway.check_input(messages, principal.tenant, privacy_metadata)
-        if verdict_in.blocked:
-            raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
-        sanitized = list(verdict_in.sanitized_messages or messages)
+        check = await gateway.start_input(messages, principal.tenant, privacy_metadata)
+        if check.gate.blocked or stream or not settings.overlap_flag_only:
+            # Nothing to overlap: a stream's first event waits for the whole verdict.
+            verdict_in = await gateway.finish_input(check)
+            if verdict_in.blocked:
+                raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+        sanitized = list(check.gate.sanitized_messages or messages)
         metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
         if settings.canary:
             canary = canaries.make_canary()
@@ -799,7 +814,12 @@ def create_app(
                 verdict_in.action,
                 restorer,
             )
-        answer = await forward(request, principal, "chat/completions", model, upstream_body)
+        try:  # flag-only detector layers finish while the upstream answers
+            answer = await forward(request, principal, "chat/completions", model, upstream_body)
+        finally:
+            verdict_in = await gateway.finish_input(check)
+        if verdict_in.blocked:  # only when a deferred layer failed: withhold the answer
+            raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
         if gateway.privacy:
             gateway.privacy.restore(answer, conversation)

@@ -184,6 +184,13 @@ class GatewaySettings(BaseModel):
         description="Add a random canary to each chat request's system prompt; an answer"
         " that contains it (or an encoding of it) is a system-prompt leak.",
     )
+    overlap_flag_only: bool = Field(
+        True,
+        description="Chat requests: run detector layers whose findings the policy only"
+        " flags (the injection model in the balanced profile) while the upstream answers,"
+        " instead of before; the verdict, audit record and headers are the same, and a"
+        " layer that fails withholds the answer (fail closed).",
+    )
     stream_holdback_chars: int = Field(
         256,
         ge=16,

@@ -132,20 +132,57 @@ def run_sync(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-async def run_async(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
-    submitted = {
-        i: executor.submit(run_job, job) for i, job in enumerate(jobs) if not runs_inline(job)
-    }
-    outcomes = [run_job(job) if i not in submitted else None for i, job in enumerate(jobs)]
+@dataclass(slots=True)
+class Launched:
+    """Jobs already running in worker threads; ``collect`` waits for them,
+    each deadline counted from the launch, not from the wait."""
 
+    jobs: list[Job]
+    futures: list[concurrent.futures.Future[Outcome]]
+    started: float
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+
+def launch(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> Launched:
+    futures = [executor.submit(run_job, job) for job in jobs]
+    return Launched(list(jobs), futures, time.monotonic())
+
+
+async def collect(launched: Launched) -> list[Outcome]:
     async def wait(job: Job, future: concurrent.futures.Future[Outcome]) -> Outcome:
+        if future.done() and not future.cancelled():  # finished while the caller was busy
+            return future.result()
+        remaining = max(0.0, launched.started + job.timeout_s - time.monotonic())
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), job.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
         except TimeoutError:
             future.cancel()
             return _timed_out(job)
 
-    waited = await asyncio.gather(*(wait(jobs[i], f) for i, f in submitted.items()))
-    for i, outcome in zip(submitted, waited, strict=True):
+    pairs = zip(launched.jobs, launched.futures, strict=True)
+    return list(await asyncio.gather(*(wait(job, future) for job, future in pairs)))
+
+
+async def run_async(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
+    outcomes, _ = await run_gate(executor, jobs, ())
+    return outcomes
+
+
+async def run_gate(
+    executor: concurrent.futures.Executor, jobs: Sequence[Job], later: Sequence[Job]
+) -> tuple[list[Outcome], Launched]:
+    """Runs ``jobs`` to completion and launches ``later`` without waiting.
+
+    ``later`` starts after the inline jobs: on a small CPU a model thread
+    starting first would make them queue for the GIL behind its tokenizing."""
+    inline = [runs_inline(job) for job in jobs]
+    threaded = [i for i, here in enumerate(inline) if not here]
+    launched = launch(executor, [jobs[i] for i in threaded])
+    outcomes = [run_job(job) if here else None for job, here in zip(jobs, inline, strict=True)]
+    deferred = launch(executor, later)
+    for i, outcome in zip(threaded, await collect(launched), strict=True):
         outcomes[i] = outcome
-    return [outcome for outcome in outcomes if outcome is not None]
+    return [outcome for outcome in outcomes if outcome is not None], deferred

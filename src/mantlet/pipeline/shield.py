@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import time
 from collections import defaultdict
@@ -14,7 +15,16 @@ from types import TracebackType
 from typing import Any, cast
 
 from mantlet.core.registry import create
-from mantlet.core.types import Action, Detector, DetectorReport, Finding, RunStatus, Side, Verdict
+from mantlet.core.types import (
+    Action,
+    Detector,
+    DetectorReport,
+    Finding,
+    LayeredDetector,
+    RunStatus,
+    Side,
+    Verdict,
+)
 from mantlet.errors import ConfigError, InvalidInputError, PolicyError
 from mantlet.pipeline.parts import TextPart, message_parts, rebuild_messages, text_parts
 from mantlet.pipeline.redaction import (
@@ -23,11 +33,13 @@ from mantlet.pipeline.redaction import (
     apply_regions,
     merge_regions,
 )
-from mantlet.pipeline.runner import Job, Outcome, run_async, run_sync
+from mantlet.pipeline.runner import Job, Launched, Outcome, collect, run_async, run_gate, run_sync
 from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
 from mantlet.policy.model import OnError, Policy
 
 Content = str | Sequence[Mapping[str, Any]]
+log = logging.getLogger(__name__)
+DEFERRED_NOTE = "flag-only layer; ran alongside the upstream call"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +78,15 @@ class Shield:
             warm = getattr(self._detectors[name], "warm_up", None)
             if warm_up and callable(warm):
                 warm()
+        self._fast: dict[str, Detector] = {
+            name: detector.without_slow_layer()
+            for name, detector in self._detectors.items()
+            if isinstance(detector, LayeredDetector)
+            and all(
+                policy.detectors[name].action_for(kind).severity <= Action.FLAG.severity
+                for kind in detector.slow_kinds
+            )
+        }
         workers = max_workers or max(4, 2 * len(self._detectors), (os.cpu_count() or 1) + 2)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="mantlet-detector"
@@ -121,6 +142,31 @@ class Shield:
     ) -> Verdict:
         plan = self._plan(content, None, Side.OUTPUT, tenant, metadata)
         return self._assemble(plan, await run_async(self._executor, plan.jobs))
+
+    async def astart_input(
+        self,
+        content: Content,
+        *,
+        documents: Sequence[str] | None = None,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StagedCheck:
+        """The input check in two stages, for a caller with other work to
+        overlap (the gateway's upstream call). ``gate`` holds everything the
+        policy may block or redact on; slow layers whose findings it only
+        flags keep running in worker threads, and ``final()`` adds them.
+        Without such layers the gate is already the final verdict."""
+        plan = self._plan(content, documents, Side.INPUT, tenant, metadata)
+        gate_jobs, late_jobs = [], []
+        for job in plan.jobs:
+            fast = self._fast.get(job.name)
+            if fast is None:
+                gate_jobs.append(job)
+            else:
+                late_jobs.append(job)
+                gate_jobs.append(dataclasses.replace(job, detector=fast))
+        outcomes, late = await run_gate(self._executor, gate_jobs, late_jobs)
+        return StagedCheck(self, plan, outcomes, late)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -231,3 +277,37 @@ class Shield:
             duration_ms=(time.perf_counter() - plan.started) * 1000,
             **verdict_fields,
         )
+
+
+class StagedCheck:
+    """An input check whose flag-only layers may still be running."""
+
+    def __init__(
+        self, shield: Shield, plan: _Plan, outcomes: list[Outcome], late: Launched
+    ) -> None:
+        self._shield, self._plan, self._outcomes, self._late = shield, plan, outcomes, late
+        self.gate = shield._assemble(plan, outcomes)
+        self._final: Verdict | None = None
+
+    async def final(self) -> Verdict:
+        """The complete verdict, the same as ``acheck_input`` would give. It
+        may only add flags; should it differ from the gate in anything the
+        request already went out with, it blocks (fail closed)."""
+        if self._final is not None:
+            return self._final
+        done = {outcome.name: outcome for outcome in await collect(self._late)}
+        for outcome in done.values():
+            if outcome.status is RunStatus.OK:
+                outcome.reason = DEFERRED_NOTE
+        outcomes = [done.get(outcome.name, outcome) for outcome in self._outcomes]
+        final = self._shield._assemble(self._plan, outcomes)
+        diverged = (final.blocked and not self.gate.blocked) or (
+            final.sanitized_messages,
+            final.sanitized_documents,
+            final.sanitized_text,
+        ) != (self.gate.sanitized_messages, self.gate.sanitized_documents, self.gate.sanitized_text)
+        if diverged and not final.blocked:
+            log.warning("deferred detector layer changed more than flags; blocking the answer")
+            final = dataclasses.replace(final, action=Action.BLOCK)
+        self._final = final
+        return final

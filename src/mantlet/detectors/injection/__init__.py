@@ -81,9 +81,15 @@ class _Scored:
 class InjectionDetector:
     name = "injection"
     sides = Side.INPUT
+    # The learned layer only feeds the combined PROMPT_INJECTION score.
+    slow_kinds = frozenset({OVERALL_KIND})
 
     def __init__(self, options: InjectionOptions | None = None) -> None:
         self._options = options or InjectionOptions()
+        # Set from the options the policy gave, so the rules-only copy still
+        # reports parts too long for the model as the whole detector does.
+        self._flag_oversize = self._options.use_model
+        self._rules_only: InjectionDetector | None = None
         self._rules = InjectionRules.builtin()
         self._model: Any = None
         self._model_lock = threading.Lock()
@@ -96,6 +102,19 @@ class InjectionDetector:
     def warm_up(self) -> None:
         """Load and verify the model now instead of on the first request."""
         self._get_model()
+
+    @property
+    def light(self) -> bool:
+        """Without the model it is normalization and RE2: cheap enough inline."""
+        return not self._options.use_model
+
+    def without_slow_layer(self) -> InjectionDetector:
+        """Normalization and rules only (see ``LayeredDetector``)."""
+        if self._rules_only is None:
+            copy = InjectionDetector(self._options.model_copy(update={"use_model": False}))
+            copy._flag_oversize = self._flag_oversize
+            self._rules_only = copy
+        return self._rules_only
 
     def _get_model(self) -> Any:
         if not self._options.use_model:
@@ -191,7 +210,7 @@ class InjectionDetector:
         if smuggling:
             detail = "hidden characters: " + ", ".join(smuggling)
             findings.append(Finding(self.name, OBFUSCATION_KIND, 0, len(text), 0.6, detail))
-        if len(text) > self._options.max_model_chars and self._options.use_model:
+        if len(text) > self._options.max_model_chars and self._flag_oversize:
             detail = f"longer than {self._options.max_model_chars} characters: rules only"
             findings.append(Finding(self.name, OVERSIZE_KIND, 0, len(text), 1.0, detail))
         return findings
