@@ -99,6 +99,22 @@ def make_shield() -> Iterator[Callable[[Mapping[str, Any] | str], Shield]]:
 
 
 @pytest.fixture
+def break_injection_model(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it once the model is loaded: from then on the injection model
+    fails on every request, while the rules-only copy keeps working."""
+    from mantlet.detectors.injection import InjectionDetector
+
+    original = InjectionDetector._get_model
+
+    def broken(self: InjectionDetector) -> Any:
+        if self._options.use_model:
+            raise RuntimeError("model file unreadable")
+        return original(self)
+
+    return lambda: monkeypatch.setattr(InjectionDetector, "_get_model", broken)
+
+
+@pytest.fixture
 def release() -> Iterator[threading.Event]:
     """An event that blocking test detectors wait on; set at teardown so no
     worker thread outlives the test for long."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -717,22 +717,35 @@ def test_flag_only_model_verdict_is_the_same_with_or_without_overlap(
 
 @pytest.mark.parametrize("overlap", [True, False])
 def test_a_failing_flag_only_layer_withholds_the_answer(
-    keys: KeyStore, app_key: str, overlap: bool, monkeypatch: pytest.MonkeyPatch
+    keys: KeyStore, app_key: str, overlap: bool, break_injection_model: Callable[[], None]
 ) -> None:
-    from mantlet.detectors.injection import InjectionDetector
-
     upstream = FixedProvider("echo", "the answer")
     with overlap_client(keys, upstream, overlap=overlap) as client:
-        original = InjectionDetector._get_model
-
-        def broken(self: InjectionDetector) -> Any:
-            if self._options.use_model:
-                raise RuntimeError("model file unreadable")
-            return original(self)
-
-        monkeypatch.setattr(InjectionDetector, "_get_model", broken)
+        break_injection_model()
         response = chat(client, app_key, "What is the capital of France, please?")
     assert_openai_error(response, 400, "content_blocked")
     assert "the answer" not in response.text
     # Overlapped, the upstream had already been asked; otherwise it never is.
     assert len(upstream.requests) == (1 if overlap else 0)
+
+
+def test_a_stream_waits_for_the_deferred_layer_before_its_first_event(
+    keys: KeyStore, app_key: str
+) -> None:
+    upstream = FixedProvider("echo", "fine")
+    with overlap_client(keys, upstream, overlap=True) as client:
+        response = chat(client, app_key, MODEL_ONLY_INJECTION, stream=True)
+    assert response.status_code == 200
+    assert response.headers["x-mantlet-input-action"] == "flag"  # the model's verdict
+    assert response.text.rstrip().endswith("data: [DONE]")
+
+
+def test_a_stream_sends_nothing_when_the_deferred_layer_fails(
+    keys: KeyStore, app_key: str, break_injection_model: Callable[[], None]
+) -> None:
+    upstream = FixedProvider("echo", "the answer")
+    with overlap_client(keys, upstream, overlap=True) as client:
+        break_injection_model()
+        response = chat(client, app_key, "What is the capital of France, please?", stream=True)
+    assert_openai_error(response, 400, "content_blocked")
+    assert "the answer" not in response.text

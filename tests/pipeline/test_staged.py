@@ -11,7 +11,6 @@ import pytest
 
 from mantlet.core import registry
 from mantlet.core.types import Action, Finding, RunStatus, ScanContext, Side
-from mantlet.detectors.injection import InjectionDetector
 from mantlet.pipeline.shield import DEFERRED_NOTE
 
 # Written for these tests: no injection rule matches it, the model flags it.
@@ -59,16 +58,9 @@ async def test_a_blocking_model_is_not_deferred(make_shield) -> None:
     assert report.reason != DEFERRED_NOTE
 
 
-async def test_a_failing_deferred_layer_fails_closed(make_shield, monkeypatch) -> None:
+async def test_a_failing_deferred_layer_fails_closed(make_shield, break_injection_model) -> None:
     shield = make_shield(BALANCED)  # loads the model; it breaks afterwards
-    original = InjectionDetector._get_model
-
-    def broken(self: InjectionDetector) -> Any:
-        if self._options.use_model:
-            raise RuntimeError("model file unreadable")
-        return original(self)
-
-    monkeypatch.setattr(InjectionDetector, "_get_model", broken)
+    break_injection_model()
     staged = await shield.astart_input(user("What is the capital of France, please?"))
     assert staged.gate.action is Action.ALLOW
     final = await staged.final()

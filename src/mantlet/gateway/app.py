@@ -20,7 +20,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -676,14 +676,26 @@ def create_app(
         metadata: dict[str, Any],
         action_in: Action,
         restorer: Callable[[], StreamRestorer] | None = None,
+        input_check: StagedCheck | None = None,
     ) -> Response:
         """Streams the upstream's answer through the output guard as it
         arrives. Upstream fallbacks apply until the first chunk; the audit
-        record and the manifest are written when the stream ends."""
+        record and the manifest are written when the stream ends. An
+        ``input_check`` still running settles before the first event is sent."""
         started = time.perf_counter()
         body = {**upstream_body, "model": gateway.upstream_models[model]}
         current_tenant.set(principal.tenant)  # whose key watermarks local models' text
-        chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
+        try:
+            chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
+        finally:
+            pending = input_check
+            verdict_in = await gateway.finish_input(pending) if pending is not None else None
+        if verdict_in is not None:
+            if verdict_in.blocked:  # a deferred layer failed: send nothing
+                with contextlib.suppress(Exception):
+                    await chunks.aclose()
+                raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+            action_in = verdict_in.action
         request.state.upstream = upstream
         request.state.audited = True  # by the stream itself, once it ends
         verdicts_in = list(_VERDICTS.get() or [])
@@ -787,8 +799,7 @@ def create_app(
             messages = await gateway.privacy.pseudonymize(messages, conversation)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
         check = await gateway.start_input(messages, principal.tenant, privacy_metadata)
-        if check.gate.blocked or stream or not settings.overlap_flag_only:
-            # Nothing to overlap: a stream's first event waits for the whole verdict.
+        if check.gate.blocked or not settings.overlap_flag_only:
             verdict_in = await gateway.finish_input(check)
             if verdict_in.blocked:
                 raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
@@ -811,8 +822,9 @@ def create_app(
                 model,
                 upstream_body,
                 metadata,
-                verdict_in.action,
+                check.gate.action,
                 restorer,
+                check if settings.overlap_flag_only else None,
             )
         try:  # flag-only detector layers finish while the upstream answers
             answer = await forward(request, principal, "chat/completions", model, upstream_body)
@@ -948,7 +960,7 @@ async def _call_upstreams(
 
 async def _open_stream(
     gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
-) -> tuple[AsyncIterator[dict[str, Any]], str, dict[str, Any]]:
+) -> tuple[AsyncGenerator[dict[str, Any], None], str, dict[str, Any]]:
     """The route's upstreams in order until one yields its first chunk."""
     failures = []
     for name in gateway.routes[model]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal, Protocol
 
 from mantlet.errors import MantletError
@@ -40,7 +40,7 @@ class StreamingProvider(Provider, Protocol):
 
 async def stream_chunks(
     provider: Provider, endpoint: Endpoint, request: Mapping[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Chunks from a streaming provider, or a finished answer cut into the
     chunks a stream would have carried (so every provider can serve
     ``stream: true``)."""
