@@ -749,3 +749,45 @@ def test_a_stream_sends_nothing_when_the_deferred_layer_fails(
         response = chat(client, app_key, "What is the capital of France, please?", stream=True)
     assert_openai_error(response, 400, "content_blocked")
     assert "the answer" not in response.text
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_input_verdict_is_recorded_once(
+    keys: KeyStore, app_key: str, tmp_path: Any, overlap: bool
+) -> None:
+    admin = keys.create(tenant="ops", role="admin")[0]
+    configured = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": "echo", "kind": "echo"}],
+            "routes": [{"model": "echo", "upstreams": ["echo"]}],
+            "overlap_flag_only": overlap,
+        }
+    )
+    with TestClient(create_app(configured, keys=keys)) as client:
+        assert chat(client, app_key, MODEL_ONLY_INJECTION).status_code == 200
+        listing = client.get("/v1/audit/records", headers={"Authorization": f"Bearer {admin}"})
+    records = [r["record"] for r in listing.json()["data"]]
+    chats = [r for r in records if r.get("route") == "/v1/chat/completions"]
+    assert len(chats) == 1
+    inputs = [v for v in chats[0]["decisions"] if v["side"] == "input"]
+    assert len(inputs) == 1 and inputs[0]["action"] == "flag"
+
+
+@pytest.mark.parametrize("route", ["/v1/completions", "/v1/embeddings"])
+def test_plain_prompt_routes_overlap_and_fail_closed_too(
+    keys: KeyStore, app_key: str, route: str, break_injection_model: Callable[[], None]
+) -> None:
+    field = "prompt" if route == "/v1/completions" else "input"
+    auth = {"Authorization": f"Bearer {app_key}"}
+    with client_for(keys) as client:
+        flagged = client.post(
+            route, json={"model": "echo", field: MODEL_ONLY_INJECTION}, headers=auth
+        )
+        break_injection_model()
+        failed = client.post(
+            route, json={"model": "echo", field: "the weather today"}, headers=auth
+        )
+    assert flagged.status_code == 200
+    assert flagged.headers["x-mantlet-input-action"] == "flag"
+    assert_openai_error(failed, 400, "content_blocked")

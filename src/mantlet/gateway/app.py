@@ -92,14 +92,6 @@ class Gateway:
     mfa: TotpStore | None = None
     roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
 
-    async def check_input(
-        self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
-    ) -> Verdict:
-        verdict = await self.shield.acheck_input(content, tenant=tenant, metadata=metadata)
-        self.metrics.observe_verdict(verdict)
-        _note_verdict(verdict)
-        return verdict
-
     async def start_input(
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
     ) -> StagedCheck:
@@ -107,10 +99,21 @@ class Gateway:
         return await self.shield.astart_input(content, tenant=tenant, metadata=metadata)
 
     async def finish_input(self, check: StagedCheck) -> Verdict:
+        """The whole verdict, counted and recorded once however often asked."""
+        first = not check.settled
         verdict = await check.final()
-        self.metrics.observe_verdict(verdict)
-        _note_verdict(verdict)
+        if first:
+            self.metrics.observe_verdict(verdict)
+            _note_verdict(verdict)
         return verdict
+
+    async def settle_now(self, check: StagedCheck) -> None:
+        """Waits for the whole verdict before the upstream call when there is
+        nothing to gain by overlapping (a blocked gate) or the settings say so."""
+        if check.gate.blocked or not self.settings.overlap_flag_only:
+            verdict = await self.finish_input(check)
+            if verdict.blocked:
+                raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
 
     async def check_output(
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
@@ -650,6 +653,24 @@ def create_app(
         )
         return answer
 
+    async def forward_checked(
+        request: Request,
+        principal: Principal,
+        endpoint: Endpoint,
+        model: str,
+        body: dict[str, Any],
+        check: StagedCheck,
+    ) -> tuple[dict[str, Any], Verdict]:
+        """``forward`` while the input check's flag-only layers finish; the
+        answer is withheld (400) if one of them failed."""
+        try:
+            answer = await forward(request, principal, endpoint, model, body)
+        finally:
+            verdict = await gateway.finish_input(check)
+        if verdict.blocked:
+            raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
+        return answer, verdict
+
     async def reply(
         request: Request,
         principal: Principal,
@@ -799,10 +820,7 @@ def create_app(
             messages = await gateway.privacy.pseudonymize(messages, conversation)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
         check = await gateway.start_input(messages, principal.tenant, privacy_metadata)
-        if check.gate.blocked or not settings.overlap_flag_only:
-            verdict_in = await gateway.finish_input(check)
-            if verdict_in.blocked:
-                raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+        await gateway.settle_now(check)
         sanitized = list(check.gate.sanitized_messages or messages)
         metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
         if settings.canary:
@@ -824,14 +842,11 @@ def create_app(
                 metadata,
                 check.gate.action,
                 restorer,
-                check if settings.overlap_flag_only else None,
+                check,
             )
-        try:  # flag-only detector layers finish while the upstream answers
-            answer = await forward(request, principal, "chat/completions", model, upstream_body)
-        finally:
-            verdict_in = await gateway.finish_input(check)
-        if verdict_in.blocked:  # only when a deferred layer failed: withhold the answer
-            raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+        answer, verdict_in = await forward_checked(
+            request, principal, "chat/completions", model, upstream_body, check
+        )
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
         if gateway.privacy:
             gateway.privacy.restore(answer, conversation)
@@ -841,7 +856,7 @@ def create_app(
 
     async def guarded_texts(
         request: Request, body: dict[str, Any], field: str, tenant: str, *, pseudonymize: bool
-    ) -> tuple[dict[str, Any], Action, str | None, dict[str, Any]]:
+    ) -> tuple[dict[str, Any], StagedCheck, str | None, dict[str, Any]]:
         """Validate a string-or-list-of-strings field, pseudonymize it when
         asked and configured, check it on the input side and return the body
         with the sanitized texts in the same shape (plus the conversation and
@@ -859,14 +874,14 @@ def create_app(
             conversation = gateway.privacy.conversation(request, tenant)
             texts = await gateway.privacy.pseudonymize_texts(texts, conversation)
             metadata = gateway.privacy.shield_metadata(conversation)
-        sanitized, action = await _guard_texts(gateway, texts, tenant, metadata)
+        sanitized, check = await _guard_texts(gateway, texts, tenant, metadata)
         shaped = sanitized[0] if isinstance(raw, str) else sanitized
-        return {**body, field: shaped}, action, conversation, metadata
+        return {**body, field: shaped}, check, conversation, metadata
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         principal, body, model, stream = await admit(request)
-        upstream_body, action_in, conversation, metadata = await guarded_texts(
+        upstream_body, check, conversation, metadata = await guarded_texts(
             request, body, "prompt", principal.tenant, pseudonymize=True
         )
         privacy = gateway.privacy if conversation is not None else None
@@ -883,15 +898,18 @@ def create_app(
                 model,
                 upstream_body,
                 metadata,
-                action_in,
+                check.gate.action,
                 restorer,
+                check,
             )
-        answer = await forward(request, principal, "completions", model, upstream_body)
+        answer, verdict_in = await forward_checked(
+            request, principal, "completions", model, upstream_body, check
+        )
         verdict_out = await _guard_choices(gateway, answer, principal.tenant, metadata)
         if privacy and conversation is not None:
             privacy.restore(answer, conversation)
         return await reply(
-            request, principal, answer, stream, (action_in, verdict_out), upstream_body
+            request, principal, answer, stream, (verdict_in.action, verdict_out), upstream_body
         )
 
     @app.post("/v1/embeddings")
@@ -899,11 +917,13 @@ def create_app(
         principal, body, model, _ = await admit(request)
         # Embeddings are vectors, not text a caller reads back: nothing to
         # restore, so PII is redacted by the policy rather than pseudonymized.
-        upstream_body, action_in, _, _ = await guarded_texts(
+        upstream_body, check, _, _ = await guarded_texts(
             request, body, "input", principal.tenant, pseudonymize=False
         )
-        answer = await forward(request, principal, "embeddings", model, upstream_body)
-        actions = (action_in, Action.ALLOW)
+        answer, verdict_in = await forward_checked(
+            request, principal, "embeddings", model, upstream_body, check
+        )
+        actions = (verdict_in.action, Action.ALLOW)
         return await reply(request, principal, answer, False, actions, upstream_body)
 
     return app
@@ -980,14 +1000,13 @@ async def _open_stream(
 
 async def _guard_texts(
     gateway: Gateway, texts: list[str], tenant: str, metadata: Mapping[str, Any] | None = None
-) -> tuple[list[str], Action]:
+) -> tuple[list[str], StagedCheck]:
     """Input check for plain prompts: each is scanned as a user message."""
     messages = [{"role": "user", "content": text} for text in texts]
-    verdict = await gateway.check_input(messages, tenant=tenant, metadata=metadata)
-    if verdict.blocked:
-        raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
-    sanitized = [str(m["content"]) for m in verdict.sanitized_messages or messages]
-    return sanitized, verdict.action
+    check = await gateway.start_input(messages, tenant=tenant, metadata=metadata)
+    await gateway.settle_now(check)
+    sanitized = [str(m["content"]) for m in check.gate.sanitized_messages or messages]
+    return sanitized, check
 
 
 async def _guard_choices(

@@ -289,6 +289,10 @@ class StagedCheck:
         self.gate = shield._assemble(plan, outcomes)
         self._final: Verdict | None = None
 
+    @property
+    def settled(self) -> bool:
+        return self._final is not None
+
     async def final(self) -> Verdict:
         """The complete verdict, the same as ``acheck_input`` would give. It
         may only add flags; should it differ from the gate in anything the
