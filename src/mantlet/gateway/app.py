@@ -709,8 +709,7 @@ def create_app(
         try:
             chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
         finally:
-            pending = input_check
-            verdict_in = await gateway.finish_input(pending) if pending is not None else None
+            verdict_in = await gateway.finish_input(input_check) if input_check else None
         if verdict_in is not None:
             if verdict_in.blocked:  # a deferred layer failed: send nothing
                 with contextlib.suppress(Exception):

@@ -186,10 +186,10 @@ class GatewaySettings(BaseModel):
     )
     overlap_flag_only: bool = Field(
         True,
-        description="Chat requests: run detector layers whose findings the policy only"
-        " flags (the injection model in the balanced profile) while the upstream answers,"
-        " instead of before; the verdict, audit record and headers are the same, and a"
-        " layer that fails withholds the answer (fail closed).",
+        description="Chat, completions and embeddings: run detector layers whose findings"
+        " the policy only flags (the injection model in the balanced profile) while the"
+        " upstream answers, instead of before; the verdict, audit record and headers are"
+        " the same, and a layer that fails withholds the answer (fail closed).",
     )
     stream_holdback_chars: int = Field(
         256,

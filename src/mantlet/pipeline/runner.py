@@ -141,10 +141,6 @@ class Launched:
     futures: list[concurrent.futures.Future[Outcome]]
     started: float
 
-    def cancel(self) -> None:
-        for future in self.futures:
-            future.cancel()
-
 
 def launch(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> Launched:
     futures = [executor.submit(run_job, job) for job in jobs]
