@@ -111,9 +111,7 @@ class Gateway:
         """Waits for the whole verdict before the upstream call when there is
         nothing to gain by overlapping (a blocked gate) or the settings say so."""
         if check.gate.blocked or not self.settings.overlap_flag_only:
-            verdict = await self.finish_input(check)
-            if verdict.blocked:
-                raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
+            _refuse_if_blocked(await self.finish_input(check))
 
     async def check_output(
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
@@ -667,8 +665,7 @@ def create_app(
             answer = await forward(request, principal, endpoint, model, body)
         finally:
             verdict = await gateway.finish_input(check)
-        if verdict.blocked:
-            raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
+        _refuse_if_blocked(verdict)
         return answer, verdict
 
     async def reply(
@@ -714,7 +711,7 @@ def create_app(
             if verdict_in.blocked:  # a deferred layer failed: send nothing
                 with contextlib.suppress(Exception):
                     await chunks.aclose()
-                raise GatewayError(400, _blocked_message("request", verdict_in), "content_blocked")
+            _refuse_if_blocked(verdict_in)
             action_in = verdict_in.action
         request.state.upstream = upstream
         request.state.audited = True  # by the stream itself, once it ends
@@ -1056,6 +1053,12 @@ def _with_canary(messages: list[dict[str, Any]], canary: str) -> list[dict[str, 
     if first.get("role") in ("system", "developer") and isinstance(first.get("content"), str):
         return [{**first, "content": f"{first['content']}\n\n{instruction}"}, *messages[1:]]
     return [{"role": "system", "content": instruction}, *messages]
+
+
+def _refuse_if_blocked(verdict: Verdict) -> None:
+    """An input verdict that blocks ends the request with OpenAI's 400."""
+    if verdict.blocked:
+        raise GatewayError(400, _blocked_message("request", verdict), "content_blocked")
 
 
 def _blocked_message(what: str, verdict: Verdict) -> str:
