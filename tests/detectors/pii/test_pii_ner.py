@@ -80,3 +80,29 @@ def test_the_shipped_model_finds_foreign_names_in_chat_text() -> None:
     ]:
         found = {(text[s.start : s.end], s.label) for s in backend.entities(text)}
         assert (name, "PERSON") in found, found
+
+
+def test_the_shipped_model_finds_whole_postal_addresses_in_context() -> None:
+    """A town inside an address is part of the address, not a place of its
+    own; without a word that announces an address, the model's guess stays
+    under the policy threshold (it also calls "3 Barbecue Chicken" one)."""
+    detector = PiiDetector(PiiOptions(ner="en"))
+    text = "Please ship the replacement to Kastanienallee 12, 10435 Berlin."
+    found = [(f.kind, text[f.start : f.end], f.score) for f in detector.detect(text, ScanContext())]
+    assert [(kind, value) for kind, value, _ in found] == [
+        ("STREET_ADDRESS", "Kastanienallee 12, 10435 Berlin")
+    ]
+    assert found[0][2] >= 0.5
+    bare = "I ordered 3 Barbecue Chicken wings."
+    assert all(f.score < 0.5 for f in detector.detect(bare, ScanContext()))
+
+
+def test_overlapping_rule_and_model_addresses_are_joined() -> None:
+    """The rule finds the street, the model the whole address: redacting only
+    the stronger would leave the town and country in the clear."""
+    detector = PiiDetector(PiiOptions(ner="en"))
+    text = "My new address is 41 Harbour Road, Cobh, Ireland."
+    found = [(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())]
+    assert found == [("STREET_ADDRESS", "41 Harbour Road, Cobh, Ireland")]
+    rules_only = PiiDetector(PiiOptions(ner=None)).detect(text, ScanContext())
+    assert [text[f.start : f.end] for f in rules_only] == ["41 Harbour Road"]

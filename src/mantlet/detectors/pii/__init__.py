@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +35,12 @@ from mantlet.errors import ConfigError
 __all__ = ["SURROGATES_KEY", "PiiDetector", "PiiOptions"]
 
 _BEFORE, _AFTER = 48, 24
+# An address from the NER model scores below the policy's usual 0.5 unless a
+# context word lifts it (see _named).
+_NER_ADDRESS_SCORE = 0.45
+_ADDRESS_CONTEXT = tuple(
+    sorted({w for r in builtin_rules() if r.kind == "STREET_ADDRESS" for w in r.context})
+)
 # ScanContext.metadata key: surrogates a pseudonymizer put in the text (its
 # realistic fakes look like PII; redacting them would make them unrestorable).
 SURROGATES_KEY = "pii_surrogates"
@@ -116,7 +123,7 @@ class PiiDetector:
         surrogates = context.metadata.get(SURROGATES_KEY)
         if surrogates:
             findings = _outside(findings, _occurrences(text, surrogates))
-        return strongest_per_region(findings)
+        return strongest_per_region(_joined_addresses(findings))
 
     def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Batch form of ``detect`` (the NER model runs batched): for bulk
@@ -127,7 +134,7 @@ class PiiDetector:
             assert self._ner is not None
             named = self._ner.entities_many(texts)
         return [
-            strongest_per_region([*self._structured(t), *self._named(t, spans)])
+            strongest_per_region(_joined_addresses([*self._structured(t), *self._named(t, spans)]))
             for t, spans in zip(texts, named, strict=True)
         ]
 
@@ -174,13 +181,22 @@ class PiiDetector:
             score = min(1.0, max(0.0, score))
             yield Finding(self.name, rule.kind, start, end, score, detail=rule.id)
 
-    def _named(self, text: str, spans: Iterable[Any]) -> list[Finding]:
+    def _named(self, text: str, spans: Sequence[Any]) -> list[Finding]:
         wanted = self._wanted
-        return [
-            Finding(self.name, s.label, s.start, s.end, s.score, detail="ner")
-            for s in spans
-            if wanted is None or s.label in wanted
-        ]
+        lowered = text.lower() if any(s.label == "STREET_ADDRESS" for s in spans) else ""
+        findings = []
+        for span in spans:
+            if wanted is not None and span.label not in wanted:
+                continue
+            score = span.score
+            if span.label == "STREET_ADDRESS":
+                # Like the address rules: the model also calls "3 Barbecue
+                # Chicken" or "the corner of Sixth Avenue" an address, so its
+                # addresses count only next to a word that announces one.
+                verdict = _context(lowered, span.start, span.end, _ADDRESS_CONTEXT, ())
+                score = _NER_ADDRESS_SCORE + verdict * self.options.context_boost
+            findings.append(Finding(self.name, span.label, span.start, span.end, score, "ner"))
+        return findings
 
 
 def _validated(compiled: CompiledRule, value: str, named: tuple[str, ...]) -> float | None:
@@ -212,6 +228,24 @@ def _valid_tail(
         if tail is not None and (score is None or tail >= score):
             return at, tail
     return start, score
+
+
+def _joined_addresses(findings: list[Finding]) -> list[Finding]:
+    """Overlapping addresses become one: the rules find "41 Harbour Road",
+    the NER model "41 Harbour Road, Cobh, Ireland"; keeping only the stronger
+    would leave the town and country of a redacted address in the clear."""
+    addresses = sorted((f for f in findings if f.kind == "STREET_ADDRESS"), key=lambda f: f.start)
+    if len(addresses) < 2:
+        return findings
+    joined: list[Finding] = []
+    for finding in addresses:
+        last = joined[-1] if joined else None
+        if last is None or finding.start >= last.end:
+            joined.append(finding)
+            continue
+        stronger = last if last.score >= finding.score else finding
+        joined[-1] = replace(stronger, start=last.start, end=max(last.end, finding.end))
+    return [*(f for f in findings if f.kind != "STREET_ADDRESS"), *joined]
 
 
 def _occurrences(text: str, surrogates: Iterable[str]) -> list[tuple[int, int]]:

