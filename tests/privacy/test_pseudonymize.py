@@ -113,3 +113,20 @@ def test_concurrent_requests_of_one_conversation_never_share_a_surrogate() -> No
     assert len(set(outs)) == len(texts)
     assert len(p.vault.mapping("c")) == len(texts)
     assert [p.restore(o, "c") for o in outs] == texts
+
+
+def test_fake_addresses_read_as_addresses_and_restore() -> None:
+    from mantlet.privacy.surrogates import fake_value
+
+    key = generate_key()
+    with_town = fake_value("STREET_ADDRESS", "Kastanienallee 12, 10435 Berlin", key, 0)
+    assert with_town == fake_value("STREET_ADDRESS", "Kastanienallee 12, 10435 Berlin", key, 0)
+    number, rest = with_town.split(" ", 1)
+    assert number.isdigit() and ", " in rest and "Berlin" not in rest
+    street_only = fake_value("STREET_ADDRESS", "41 Harbour Road", key, 0)
+    assert "," not in street_only and street_only.split(" ", 1)[0].isdigit()
+    p = pseudonymizer(SurrogateStyle.FAKE)
+    text = "My new address is 41 Harbour Road, please ship it there."
+    out = p.pseudonymize(text, "c")
+    assert "Harbour" not in out
+    assert p.restore(out, "c") == text

@@ -31,6 +31,8 @@ _LAST = (
     "Dalton Prescott Rowe Sterling Thorne Waverly Easton Fairley"
 ).split()
 _PLACES = "Northbrook Eastvale Westmere Southport Lakeford Hillcrest Riverton Oakridge".split()
+_STREETS = "Maple Cedar Willow Birch Elm Chestnut Juniper Alder Linden Hazel".split()
+_STREET_TYPES = "Street Road Avenue Lane Way Close".split()
 _ORGS = "Acme Corp|Globex Ltd|Initech|Umbrella Group|Vandelay Industries|Hooli|Stark & Co".split(
     "|"
 )
@@ -84,6 +86,13 @@ def fake_value(kind: str, value: str, key: bytes, attempt: int) -> str:
         return _PLACES[draw(len(_PLACES))]
     if kind == "ORGANIZATION":
         return _ORGS[draw(len(_ORGS))]
+    if kind == "STREET_ADDRESS":
+        # Letters scrambled in place would read as gibberish to the model; a
+        # plain address of the same layout (with a town when the real one has
+        # one) keeps the prompt natural.
+        street = f"{draw(9900) + 100} {_STREETS[draw(len(_STREETS))]} "
+        street += _STREET_TYPES[draw(len(_STREET_TYPES))]
+        return f"{street}, {_PLACES[draw(len(_PLACES))]}" if "," in value else street
     if kind == "EMAIL_ADDRESS":
         return f"{_FIRST[draw(len(_FIRST))].lower()}.{_LAST[draw(len(_LAST))].lower()}@example.com"
     salt = f"{attempt}"
