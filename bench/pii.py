@@ -39,6 +39,7 @@ from mantlet.evaluation.metrics import Span, span_report
 DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets"
 STRUCTURED = ("CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER", "US_SSN")
 NAMES = ("PERSON", "LOCATION", "ORGANIZATION")
+ANY_NAME = "NAME_ANY_TYPE"
 ALIASES = {"GPE": "LOCATION", "LOC": "LOCATION", "PER": "PERSON", "ORG": "ORGANIZATION"}
 Row = dict[str, Any]
 Predict = Callable[[Sequence[str]], list[list[Span]]]
@@ -164,6 +165,19 @@ def score(
     for mode in ("exact", "overlap"):
         micro = span_report(gold_spans, predicted)[mode]["micro"]
         table.setdefault("micro", {})[mode] = round(micro["f1"], 3)
+    if set(NAMES) <= set(entities):
+        # What redaction needs: a name, place or organization found, whatever
+        # the type (a town labelled an organization is still redacted).
+        def merged(spans: list[list[Span]]) -> list[list[Span]]:
+            return [
+                [Span(s.start, s.end, ANY_NAME) for s in row if s.label in NAMES] for row in spans
+            ]
+
+        report = span_report(merged(gold_spans), merged(predicted))
+        table[ANY_NAME] = {
+            mode: round(report[mode]["per_label"].get(ANY_NAME, {"f1": 0.0})["f1"], 3)
+            for mode in ("exact", "overlap")
+        }
     return table
 
 

@@ -22,14 +22,16 @@ else is outside. The recipe (8 epochs, batch 16, dropout 0.2, seed below) was
 fixed before the evaluation, which scores the original and the tuned model,
 exact span match, on data neither was trained on: the odd-numbered presidio
 templates, the odd-numbered wikigold documents and the CoNLL-2003 dev split
-(research licence: evaluation only).
+(research licence: evaluation only). Runs are not bit-identical even with the
+same seed (spaCy's updates vary; about +-0.03 F1 per entity between runs), so
+``bench/results/ner_training.json`` holds the figures of the run that ships.
 
 Writes src/mantlet/detectors/pii/ner/model_en/ and prints the sha256 of each
 file for ``en_spacy.SHA256`` (recorded in code on purpose: a model swapped on
 disk must not bring its own digests).
 
     python tools/train_ner.py [--datasets ../shared/datasets] [--epochs 8] [--synthetic 1500]
-                              [--out DIR] [--report FILE]
+                              [--rehearsal 800] [--seed N] [--out DIR] [--report FILE]
 """
 
 from __future__ import annotations

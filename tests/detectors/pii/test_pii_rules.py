@@ -83,6 +83,10 @@ def found(text: str, threshold: float = 0.5) -> list[tuple[str, str]]:
         ("passport number X1234567 issued", "PASSPORT", "X1234567"),
         ("Personalausweis T220001293", "DE_ID_CARD", "T220001293"),
         ("I live at 221 Baker Street, London", "STREET_ADDRESS", "221 Baker Street"),
+        ("Meine Adresse: Kastanienallee 12, Berlin", "STREET_ADDRESS", "Kastanienallee 12"),
+        ("my address is Rue de Piétrain 371", "STREET_ADDRESS", "Rue de Piétrain 371"),
+        ("we moved to Kossuth utca 214 last year", "STREET_ADDRESS", "Kossuth utca 214"),
+        ("ship it to Lolahof 7 please", "STREET_ADDRESS", "Lolahof 7"),
     ],
 )
 def test_detects(text: str, kind: str, value: str) -> None:
@@ -109,6 +113,13 @@ def test_detects(text: str, kind: str, value: str) -> None:
         "it has rained since 1/14/1961 here",  # a date, not a phone number
         "Rua Augusta 71  2316-901 Horta",  # a Portuguese postal code
         "Springfield, IL 62704-1234",  # ZIP+4
+        # The European "Name 12" shape in prose next to an address word.
+        "the band played live in early September 2011",
+        "the hall was begun on March 8, and residents moved in",
+        "we moved in for the Fall 2008 semester",
+        "as India made 218 the crowd went live",
+        "Over the years 29 residence halls were located there",
+        "a live show at Christmas 2019",
     ],
 )
 def test_near_misses_are_not_flagged(text: str) -> None:

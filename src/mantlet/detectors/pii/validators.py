@@ -288,6 +288,44 @@ def icao_check_digit(value: str) -> float | None:
     return 0.0 if total % 10 == int(code[-1]) else None
 
 
+_CALENDAR_WORDS = frozenset(
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec spring summer fall autumn winter "
+    "monday tuesday wednesday thursday friday saturday sunday christmas easter week weeks "
+    "day days year years chapter page section verse level round episode season".split()
+)
+_STREET_ENDINGS = (
+    "straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "ring", "laan", "straat",
+    "gracht", "plein", "katu", "tie", "vej", "gade", "gatan", "vägen", "gate", "veien", "utca",
+    "ulica", "ul.", "põik", "tänav", "iela", "gatvė", "cesta", "ulice", "náměstí",
+)  # fmt: skip
+_STREET_FIRST = frozenset(
+    "rue avenue av. avenida avda. calle via viale corso piazza rua praça plaza chemin "
+    "boulevard bd al. aleja ul. plac".split()
+)
+
+
+def street_name(value: str) -> float | None:
+    """The European shape "Name 12" ("Tjalling Harkeswei 125", "Rue de
+    Piétrain 371") also fits dates and counts in prose ("September 2011",
+    "India made 218", "Over the years 29"). A street-type word anywhere
+    accepts; otherwise a calendar word first, a lower-case word before the
+    number, or one word and a year-like number rejects."""
+    *words, number = value.split()
+    if not words:
+        return None
+    lowered = [w.lower() for w in words]
+    if lowered[0].rstrip(".,") in _CALENDAR_WORDS:
+        return None
+    if lowered[0] in _STREET_FIRST or any(w.endswith(_STREET_ENDINGS) for w in lowered):
+        return 0.0
+    if not words[-1][:1].isupper():
+        return None
+    if len(words) == 1 and number.isdigit() and 1800 <= int(number) <= 2099:
+        return None
+    return 0.0
+
+
 def date_value(value: str) -> float | None:
     """Rejects numeric dates with an impossible day or month."""
     parts = [p for p in value.replace(".", "/").replace("-", "/").split("/") if p]
@@ -423,5 +461,6 @@ VALIDATORS: dict[str, Validator] = {
     "be_national_number": _value_only(be_national_number),
     "icao_check_digit": _value_only(icao_check_digit),
     "date_value": _value_only(date_value),
+    "street_name": _value_only(street_name),
     "phone": phone,
 }
