@@ -309,13 +309,14 @@ def street_name(value: str) -> float | None:
     """The European shape "Name 12" ("Tjalling Harkeswei 125", "Rue de
     Piétrain 371") also fits dates and counts in prose ("September 2011",
     "India made 218", "Over the years 29"). A street-type word anywhere
-    accepts; otherwise a calendar word first, a lower-case word before the
-    number, or one word and a year-like number rejects."""
+    accepts; otherwise a calendar word first or last ("Show in January
+    2011"), a lower-case word before the number, or one word and a year-like
+    number rejects."""
     *words, number = value.split()
     if not words:
         return None
     lowered = [w.lower() for w in words]
-    if lowered[0].rstrip(".,") in _CALENDAR_WORDS:
+    if {lowered[0].rstrip(".,"), lowered[-1].rstrip(".,")} & _CALENDAR_WORDS:
         return None
     if lowered[0] in _STREET_FIRST or any(w.endswith(_STREET_ENDINGS) for w in lowered):
         return 0.0
