@@ -106,3 +106,13 @@ def test_overlapping_rule_and_model_addresses_are_joined() -> None:
     assert found == [("STREET_ADDRESS", "41 Harbour Road, Cobh, Ireland")]
     rules_only = PiiDetector(PiiOptions(ner=None)).detect(text, ScanContext())
     assert [text[f.start : f.end] for f in rules_only] == ["41 Harbour Road"]
+
+
+def test_all_lower_case_chat_still_gets_the_model() -> None:
+    """Chat users skip the shift key; per text and batched alike."""
+    detector = PiiDetector(PiiOptions(ner="en"))
+    text = "my name is john smith and i live in berlin"
+    found = {(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())}
+    assert ("PERSON", "john smith") in found
+    assert {(f.kind, text[f.start : f.end]) for f in detector.detect_many([text])[0]} == found
+    assert detector.detect("12 34 56 -- 78", ScanContext()) == []

@@ -1,0 +1,80 @@
+"""Names in chat typed without capitals: the PII detector with NER on, on the
+held-out texts as written and lower-cased.
+
+Data: ``pii_presidio_synth``'s odd-numbered templates and ``pii_wikigold``'s
+odd-numbered documents (no shipped model was trained on either). Exact-match
+precision, recall and F1 at the policy threshold (0.5).
+
+    python bench/pii_lowercase.py [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mantlet.detectors.pii import PiiDetector, PiiOptions
+from mantlet.evaluation.metrics import Span, span_report
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets"
+NAMES = ("PERSON", "LOCATION", "ORGANIZATION")
+ALIASES = {"GPE": "LOCATION", "LOC": "LOCATION", "PER": "PERSON", "ORG": "ORGANIZATION"}
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    with (DATASETS / name / "data.jsonl").open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    suites = {
+        "synth_heldout": [r for r in load("pii_presidio_synth") if r["template_id"] % 2 == 1],
+        "wikigold_heldout": [r for r in load("pii_wikigold") if r["doc"] % 2 == 1],
+    }
+    detector = PiiDetector(PiiOptions(ner="en", entities=list(NAMES)))
+    results: dict[str, Any] = {}
+    for suite, rows in suites.items():
+        gold = [
+            [
+                Span(s["start"], s["end"], ALIASES.get(s["label"], s["label"]))
+                for s in r["spans"]
+                if ALIASES.get(s["label"], s["label"]) in NAMES
+            ]
+            for r in rows
+        ]
+        for casing, texts in (
+            ("as written", [r["text"] for r in rows]),
+            ("lower-cased", [r["text"].lower() for r in rows]),
+        ):
+            found = [
+                [Span(f.start, f.end, f.kind) for f in per_text if f.score >= 0.5]
+                for per_text in detector.detect_many(texts)
+            ]
+            report = span_report(gold, found)["exact"]["per_label"]
+            results.setdefault(suite, {})[casing] = {
+                name: {k: round(v, 3) for k, v in report[name].items()} for name in NAMES
+            }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("| data | text | PERSON P / R / F1 | LOCATION F1 | ORGANIZATION F1 |")
+    print("| --- | --- | --- | --- | --- |")
+    for suite, by_casing in results.items():
+        for casing, scores in by_casing.items():
+            person = scores["PERSON"]
+            print(
+                f"| {suite} | {casing} | {person['precision']:.3f} / {person['recall']:.3f} / "
+                f"{person['f1']:.3f} | {scores['LOCATION']['f1']:.3f} | "
+                f"{scores['ORGANIZATION']['f1']:.3f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
