@@ -216,3 +216,12 @@ def test_surrogates_named_in_the_context_are_not_reported() -> None:
     text = "mail alex.hart@example.com or jane@example.org"
     context = ScanContext(metadata={SURROGATES_KEY: ["alex.hart@example.com"]})
     assert [text[f.start : f.end] for f in DETECTOR.detect(text, context)] == ["jane@example.org"]
+
+
+def test_characters_that_lower_case_to_two_keep_context_windows_aligned() -> None:
+    """ "İ".lower() is two characters; thirty of them before the context word
+    once shifted the window past it (the SSN was then taken for a phone)."""
+    plain = "my social security number is 536221234"
+    turkish = "İ" * 30 + " " + plain
+    assert found(plain) == [("US_SSN", "536221234")]
+    assert found(turkish) == found(plain)

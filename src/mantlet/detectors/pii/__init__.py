@@ -146,7 +146,7 @@ class PiiDetector:
         rows = self._rules.matching(subject)
         if not rows:
             return []
-        lowered = text.lower()
+        lowered = _lowered(text)
         named = regions_named(text) if any(r.wants_regions for r in rows) else ()
         findings: list[Finding] = []
         for compiled in rows:
@@ -183,7 +183,7 @@ class PiiDetector:
 
     def _named(self, text: str, spans: Sequence[Any]) -> list[Finding]:
         wanted = self._wanted
-        lowered = text.lower() if any(s.label == "STREET_ADDRESS" for s in spans) else ""
+        lowered = _lowered(text) if any(s.label == "STREET_ADDRESS" for s in spans) else ""
         findings = []
         for span in spans:
             if wanted is not None and span.label not in wanted:
@@ -260,6 +260,15 @@ def _occurrences(text: str, surrogates: Iterable[str]) -> list[tuple[int, int]]:
 
 def _outside(findings: list[Finding], spans: list[tuple[int, int]]) -> list[Finding]:
     return [f for f in findings if not any(f.start < e and s < f.end for s, e in spans)]
+
+
+def _lowered(text: str) -> str:
+    """Lower case with the offsets kept: ``"İ".lower()`` is two characters,
+    so plain ``lower()`` on Turkish text would shift every context window."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
 
 
 def _may_name(text: str) -> bool:
