@@ -3,6 +3,7 @@ the model's sha256 pin."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,34 @@ def test_all_lower_case_chat_still_gets_the_model() -> None:
     assert ("PERSON", "john smith") in found
     assert {(f.kind, text[f.start : f.end]) for f in detector.detect_many([text])[0]} == found
     assert detector.detect("12 34 56 -- 78", ScanContext()) == []
+
+
+def test_per_text_results_are_cached_under_keyed_hashes_only() -> None:
+    """A chat client re-sends the conversation every turn; earlier messages
+    must not run the model again, and the cache must not hold their text."""
+    backend = en_spacy.SpacyNer(load_backend("en")._nlp)  # type: ignore[attr-defined]
+    text = "Please forward the contract to Ilse Brandauer in Graz."
+    first = backend.entities(text)
+    assert backend.cache_hits == 0
+    assert backend.entities(text) == first
+    assert backend.cache_hits == 1
+    stored = repr(backend._cache)
+    assert "Brandauer" not in stored and text not in stored
+    assert list(backend._cache) != [hashlib.blake2b(text.encode(), digest_size=16).digest()]
+    backend.clear_cache()
+    assert backend.entities(text) == first and backend.cache_hits == 1
+    uncached = en_spacy.SpacyNer(load_backend("en")._nlp, cache_texts=0)  # type: ignore[attr-defined]
+    uncached.entities(text)
+    uncached.entities(text)
+    assert uncached.cache_hits == 0 and not uncached._cache
+
+
+def test_the_cache_keeps_only_the_most_recent_texts() -> None:
+    backend = en_spacy.SpacyNer(load_backend("en")._nlp, cache_texts=2)  # type: ignore[attr-defined]
+    for name in ("Anna", "Berit", "Carla"):
+        backend.entities(f"{name} called.")
+    assert len(backend._cache) == 2
+    backend.entities("Anna called.")  # evicted: runs the model again
+    assert backend.cache_hits == 0
+    backend.entities("Carla called.")
+    assert backend.cache_hits == 1

@@ -37,6 +37,9 @@ class NerBackend(Protocol):
 
     def entities(self, text: str) -> list[NerSpan]: ...
 
+    def clear_cache(self) -> None:
+        """Forget cached per-text results (benchmarks time the model, not a cache)."""
+
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]: ...
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ LABELS = {
     "ADDRESS": "STREET_ADDRESS",  # Mantlet's own label (tools/train_ner.py)
 }
 SCORE = 0.85  # the small model gives no per-span probability
+CACHE_TEXTS = 4096  # recent texts whose entities are kept (offsets and labels only)
 _STRIP = " \t\n\"'`.,;:!?()[]{}"
 
 
@@ -93,18 +96,48 @@ def verify(root: Path) -> None:
 
 
 class SpacyNer:
+    """The model behind a lock, with a cache of recent per-text results.
+
+    A chat client re-sends the whole conversation on every turn, so without
+    the cache each turn would run the model over all earlier messages again.
+    A text's entities depend on that text alone, which is what allows it.
+    Keys are a keyed BLAKE2b of the text (the key is random per process), so
+    the cache holds offsets and labels, never the text or a hash of it that
+    could be checked against a guess.
+    """
+
     language = "en"
     model_id = MODEL_ID
 
-    def __init__(self, nlp: Any) -> None:
+    def __init__(self, nlp: Any, cache_texts: int = CACHE_TEXTS) -> None:
         self._nlp = nlp
         # spaCy pipelines are not documented as thread-safe for concurrent calls.
         self._lock = threading.Lock()
+        self._cache: OrderedDict[bytes, tuple[NerSpan, ...]] = OrderedDict()
+        self._cache_texts = cache_texts
+        self._cache_key = os.urandom(16)
+        self.cache_hits = 0
 
     def entities(self, text: str) -> list[NerSpan]:
+        key = hashlib.blake2b(
+            text.encode("utf-8", "surrogatepass"), key=self._cache_key, digest_size=16
+        ).digest()
         with self._lock:
-            doc = self._nlp(text)
-        return spans_of(doc)
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                return list(cached)
+            spans = spans_of(self._nlp(text))
+            if self._cache_texts:
+                self._cache[key] = tuple(spans)
+                while len(self._cache) > self._cache_texts:
+                    self._cache.popitem(last=False)
+        return spans
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         with self._lock:
