@@ -195,6 +195,9 @@ def generate(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
             fake.seed_instance(seed + len(fakers))
         template = TEMPLATES[index % len(TEMPLATES)]
         text, spans = fill(template, _values(fake, english, rnd))
-        if rnd.random() < 0.04:  # chat users who never press shift
-            text = text.lower()
+        lowered = text.lower()
+        # Chat users who never press shift; not where lower() changes the
+        # length ("İ" becomes two characters) and would move the spans.
+        if rnd.random() < 0.04 and len(lowered) == len(text):
+            text = lowered
         yield text, spans
