@@ -225,3 +225,16 @@ def test_window_cache_returns_the_same_scores_and_skips_the_model() -> None:
     uncached.encoder._cache_windows = 0
     assert uncached.score(texts, "prompt") == first
     assert uncached.encoder.cache_hits == 0
+
+
+def test_window_cache_is_not_shared_across_tenants() -> None:
+    """A hit is faster than a miss: if tenants shared cached windows, one could
+    time a guess at what another one sent."""
+    model = InjectionModel(default_model_dir())
+    text = ["Please summarise the attached meeting notes in three short bullet points."]
+    first = model.score(text, "prompt", scope="tenant-a")
+    hits = model.encoder.cache_hits
+    assert model.score(text, "prompt", scope="tenant-b") == first
+    assert model.encoder.cache_hits == hits  # another tenant: computed again
+    model.score(text, "prompt", scope="tenant-a")
+    assert model.encoder.cache_hits == hits + 1

@@ -148,3 +148,22 @@ def test_the_cache_keeps_only_the_most_recent_texts() -> None:
     assert backend.cache_hits == 0
     backend.entities("Carla called.")
     assert backend.cache_hits == 1
+
+
+def test_the_cache_is_not_shared_across_tenants() -> None:
+    """A hit is faster than a miss: a shared cache would let one tenant time a
+    guess at another tenant's message. The detector passes the tenant along."""
+    detector = PiiDetector(PiiOptions(ner="en"))
+    detector.warm_up()
+    backend = en_spacy.SpacyNer(load_backend("en")._nlp)  # type: ignore[attr-defined]
+    detector._ner = backend
+    text = "Please forward the contract to Ilse Brandauer in Graz."
+    first = detector.detect(text, ScanContext(tenant="a"))
+    assert detector.detect(text, ScanContext(tenant="b")) == first
+    assert backend.cache_hits == 0
+    assert detector.detect(text, ScanContext(tenant="a")) == first
+    assert backend.cache_hits == 1
+    # The scope is length-prefixed: ("ab", "c...") and ("a", "bc...") differ.
+    backend.entities("c called.", "ab")
+    backend.entities("bc called.", "a")
+    assert backend.cache_hits == 1

@@ -133,7 +133,7 @@ class InjectionDetector:
         """Scan several texts with one model call (the gateway batches parts)."""
         document = context.part in _DOCUMENT_PARTS
         prepared = [self._prepare(text, context) for text in texts]
-        model_scores = self._model_scores(prepared, document)
+        model_scores = self._model_scores(prepared, document, context.tenant or "")
         results = []
         for text, normalized, score in zip(texts, prepared, model_scores, strict=True):
             scored = self._score(normalized, score)
@@ -150,7 +150,9 @@ class InjectionDetector:
                 text = pattern.sub(lambda m: " " * len(m.group()), text)
         return normalize(text)
 
-    def _model_scores(self, prepared: Sequence[Normalized], document: bool) -> list[float]:
+    def _model_scores(
+        self, prepared: Sequence[Normalized], document: bool, scope: str
+    ) -> list[float]:
         model = self._get_model()
         if model is None:
             return [0.0 for _ in prepared]
@@ -171,7 +173,8 @@ class InjectionDetector:
                     owners.append(index)
         best = [0.0 for _ in prepared]
         if candidates:
-            for owner, probability in zip(owners, model.score(candidates, head), strict=True):
+            scores = model.score(candidates, head, scope)
+            for owner, probability in zip(owners, scores, strict=True):
                 best[owner] = max(best[owner], _calibrate(probability, threshold))
         return best
 

@@ -127,7 +127,7 @@ class Encoder:
         return [[self._cls, *ids[s : s + WINDOW_TOKENS], self._sep] for s in starts]
 
     def embed_windows(
-        self, windows: Sequence[Sequence[int]], batch_size: int = 1
+        self, windows: Sequence[Sequence[int]], batch_size: int = 1, scope: str = ""
     ) -> npt.NDArray[np.float32]:
         """Embeddings of token windows.
 
@@ -142,7 +142,7 @@ class Encoder:
 
         if not windows:
             return np.zeros((0, 384), dtype=np.float32)
-        keys = [_window_key(w) for w in windows]
+        keys = [_window_key(w, scope) for w in windows]
         found: dict[bytes, npt.NDArray[np.float32]] = {}
         if batch_size == 1 and self._cache_windows:
             with self._cache_lock:
@@ -182,9 +182,14 @@ class Encoder:
         return self.embed_windows([self.windows(t)[0] for t in texts])
 
 
-def _window_key(window: Sequence[int]) -> bytes:
+def _window_key(window: Sequence[int], scope: str) -> bytes:
+    scoped = scope.encode("utf-8", "surrogatepass")
     packed = b"".join(int(t).to_bytes(4, "little") for t in window)
-    return hashlib.blake2b(packed, digest_size=16).digest()
+    # The scope (a tenant) is part of the key: a cache hit is faster than a
+    # miss, and one tenant must not learn from timings what another sent.
+    digest = hashlib.blake2b(len(scoped).to_bytes(4, "big") + scoped, digest_size=16)
+    digest.update(packed)
+    return digest.digest()
 
 
 class InjectionModel:
@@ -209,8 +214,9 @@ class InjectionModel:
             for name, h in heads.items()
         }
 
-    def score(self, texts: Sequence[str], head: str) -> list[float]:
-        """Max window probability per text under ``head``."""
+    def score(self, texts: Sequence[str], head: str, scope: str = "") -> list[float]:
+        """Max window probability per text under ``head``; ``scope`` (a
+        tenant) keeps cached windows from being shared across callers."""
         owners: list[int] = []
         windows: list[list[int]] = []
         for index, text in enumerate(texts):
@@ -219,7 +225,8 @@ class InjectionModel:
                 windows.append(window)
         if not windows:
             return [0.0 for _ in texts]
-        probabilities = self.heads[head].probabilities(self.encoder.embed_windows(windows))
+        embeddings = self.encoder.embed_windows(windows, scope=scope)
+        probabilities = self.heads[head].probabilities(embeddings)
         best = [0.0 for _ in texts]
         for owner, probability in zip(owners, probabilities.tolist(), strict=True):
             best[owner] = max(best[owner], float(probability))

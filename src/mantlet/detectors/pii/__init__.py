@@ -119,7 +119,7 @@ class PiiDetector:
         if self._ner_language and _may_name(text):
             self.warm_up()
             assert self._ner is not None
-            findings.extend(self._named(text, self._ner.entities(text)))
+            findings.extend(self._named(text, self._ner.entities(text, context.tenant or "")))
         surrogates = context.metadata.get(SURROGATES_KEY)
         if surrogates:
             findings = _outside(findings, _occurrences(text, surrogates))

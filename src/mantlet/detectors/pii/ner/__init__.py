@@ -35,7 +35,9 @@ class NerBackend(Protocol):
     language: str
     model_id: str
 
-    def entities(self, text: str) -> list[NerSpan]: ...
+    def entities(self, text: str, scope: str = "") -> list[NerSpan]:
+        """Entities of one text; ``scope`` (a tenant) keeps cached results
+        from being shared, and so timed, across callers."""
 
     def clear_cache(self) -> None:
         """Forget cached per-text results (benchmarks time the model, not a cache)."""
