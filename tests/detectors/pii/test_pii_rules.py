@@ -225,3 +225,26 @@ def test_characters_that_lower_case_to_two_keep_context_windows_aligned() -> Non
     turkish = "İ" * 30 + " " + plain
     assert found(plain) == [("US_SSN", "536221234")]
     assert found(turkish) == found(plain)
+
+
+def test_validation_results_are_memoised_for_one_call_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repeated value is checked once per call; a memo across calls would
+    answer faster for a number another tenant sent, which can be timed."""
+    from mantlet.detectors.pii.validators import VALIDATORS
+
+    calls: list[str] = []
+    real = VALIDATORS["phone"]
+
+    def counting(value: str, named: tuple[str, ...]) -> float | None:
+        calls.append(value)
+        return real(value, named)
+
+    monkeypatch.setitem(VALIDATORS, "phone", counting)
+    detector = PiiDetector()  # compiles its rules with the counting check
+    text = "call +1 415-555-2671 or, if busy, +1 415-555-2671 again"
+    assert [f.kind for f in detector.detect(text, CTX)] == ["PHONE_NUMBER", "PHONE_NUMBER"]
+    assert calls.count("+1 415-555-2671") == 1
+    detector.detect(text, CTX)
+    assert calls.count("+1 415-555-2671") == 2

@@ -35,6 +35,8 @@ from mantlet.errors import ConfigError
 __all__ = ["SURROGATES_KEY", "PiiDetector", "PiiOptions"]
 
 _BEFORE, _AFTER = 48, 24
+# Validation results of one call: (rule id, value, regions named) -> score.
+_Memo = dict[tuple[str, str, tuple[str, ...]], float | None]
 # An address from the NER model scores below the policy's usual 0.5 unless a
 # context word lifts it (see _named).
 _NER_ADDRESS_SCORE = 0.45
@@ -115,7 +117,7 @@ class PiiDetector:
             self._ner = load_backend(self._ner_language)
 
     def detect(self, text: str, context: ScanContext) -> list[Finding]:
-        findings = self._structured(text)
+        findings = self._structured(text, {})
         if self._ner_language and _may_name(text):
             self.warm_up()
             assert self._ner is not None
@@ -133,14 +135,17 @@ class PiiDetector:
             self.warm_up()
             assert self._ner is not None
             named = self._ner.entities_many(texts)
+        memo: _Memo = {}  # one caller's texts share validations
         return [
-            strongest_per_region(_joined_addresses([*self._structured(t), *self._named(t, spans)]))
+            strongest_per_region(
+                _joined_addresses([*self._structured(t, memo), *self._named(t, spans)])
+            )
             for t, spans in zip(texts, named, strict=True)
         ]
 
     # -- internals -----------------------------------------------------------
 
-    def _structured(self, text: str) -> list[Finding]:
+    def _structured(self, text: str, memo: _Memo) -> list[Finding]:
         # On ASCII text byte offsets are character offsets (no conversion per match).
         subject: str | bytes = text.encode("ascii") if text.isascii() else text
         rows = self._rules.matching(subject)
@@ -150,7 +155,7 @@ class PiiDetector:
         named = regions_named(text) if any(r.wants_regions for r in rows) else ()
         findings: list[Finding] = []
         for compiled in rows:
-            findings.extend(self._matches(compiled, text, lowered, subject, named))
+            findings.extend(self._matches(compiled, text, lowered, subject, named, memo))
         return findings
 
     def _matches(
@@ -160,15 +165,16 @@ class PiiDetector:
         lowered: str,
         subject: str | bytes,
         named: tuple[str, ...],
+        memo: _Memo,
     ) -> Iterable[Finding]:
         rule = compiled.rule
         for match in compiled.regex.finditer(subject):
             start, end = match.span(compiled.value_group)
             if start < 0 or start == end:
                 continue
-            score = _validated(compiled, text[start:end], named)
+            score = _validated(compiled, text[start:end], named, memo)
             if rule.trim_left and (score is None or _POSTCODE_FIRST.match(text, start, end)):
-                start, score = _valid_tail(compiled, text, start, end, named, score)
+                start, score = _valid_tail(compiled, text, start, end, named, score, memo)
             if score is None:
                 continue
             if compiled.has_context:
@@ -199,13 +205,24 @@ class PiiDetector:
         return findings
 
 
-def _validated(compiled: CompiledRule, value: str, named: tuple[str, ...]) -> float | None:
+def _validated(
+    compiled: CompiledRule, value: str, named: tuple[str, ...], memo: _Memo
+) -> float | None:
+    """The rule's score after its validators, memoised for one call only: a
+    value repeated in a text (or a flood of one crafted to slow the scan)
+    is checked once, while a memo kept across calls would answer faster for
+    a value some other caller sent, which a tenant could time."""
+    key = (compiled.rule.id, value, named)
+    if key in memo:
+        return memo[key]
     score = compiled.rule.score
     for validator in compiled.validators:
         adjustment = validator(value, named)
         if adjustment is None:
+            memo[key] = None
             return None
         score += adjustment
+    memo[key] = score
     return score
 
 
@@ -216,6 +233,7 @@ def _valid_tail(
     end: int,
     named: tuple[str, ...],
     score: float | None,
+    memo: _Memo,
 ) -> tuple[int, float | None]:
     """The longest tail of a match, starting after whitespace, that validates
     at least as well as the whole: RE2 does not backtrack into a match, so in
@@ -224,7 +242,7 @@ def _valid_tail(
     at = start
     while (gap := _GAP.search(text, at, end)) is not None:
         at = gap.end()
-        tail = _validated(compiled, text[at:end], named)
+        tail = _validated(compiled, text[at:end], named, memo)
         if tail is not None and (score is None or tail >= score):
             return at, tail
     return start, score

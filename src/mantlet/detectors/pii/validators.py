@@ -359,7 +359,6 @@ _DATE_SHAPE = re.compile(r"\d{1,2}([./-])\d{1,2}\1(?:19|20)?\d{2}$")
 _NOT_PHONES = (_ISO_DATE, _POSTCODE, _DATE_SHAPE)
 
 
-@functools.lru_cache(maxsize=4096)
 def phone(value: str, named: tuple[str, ...] = ()) -> float | None:
     """Valid somewhere (libphonenumber metadata): +0.2 with a country code,
     +0.15 when valid in a country the text names, +0.1 in a common region;
