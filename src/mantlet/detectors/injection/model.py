@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -182,12 +183,18 @@ class Encoder:
         return self.embed_windows([self.windows(t)[0] for t in texts])
 
 
+_CACHE_SECRET = os.urandom(16)
+
+
 def _window_key(window: Sequence[int], scope: str) -> bytes:
     scoped = scope.encode("utf-8", "surrogatepass")
     packed = b"".join(int(t).to_bytes(4, "little") for t in window)
     # The scope (a tenant) is part of the key: a cache hit is faster than a
     # miss, and one tenant must not learn from timings what another sent.
-    digest = hashlib.blake2b(len(scoped).to_bytes(4, "big") + scoped, digest_size=16)
+    # Keyed with a per-process secret, so a key cannot be checked against a
+    # guessed text either.
+    digest = hashlib.blake2b(key=_CACHE_SECRET, digest_size=16)
+    digest.update(len(scoped).to_bytes(4, "big") + scoped)
     digest.update(packed)
     return digest.digest()
 
