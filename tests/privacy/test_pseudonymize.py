@@ -130,3 +130,24 @@ def test_fake_addresses_read_as_addresses_and_restore() -> None:
     out = p.pseudonymize(text, "c")
     assert "Harbour" not in out
     assert p.restore(out, "c") == text
+
+
+def test_the_tenant_scopes_the_detectors_caches() -> None:
+    """The gateway passes the tenant: one tenant's request must not warm a
+    cache that another tenant could time."""
+    pytest.importorskip("spacy", reason="NER needs the pii extra")
+    from mantlet.detectors.pii import PiiOptions
+    from mantlet.detectors.pii.ner import en_spacy, load_backend
+
+    detector = PiiDetector(PiiOptions(ner="en"))
+    detector.warm_up()
+    backend = en_spacy.SpacyNer(load_backend("en")._nlp)  # type: ignore[attr-defined]
+    detector._ner = backend
+    p = Pseudonymizer(detector, Vault(generate_key()))
+    text = "Forward this to Ilse Brandauer, please."
+    first = p.pseudonymize(text, "a\x1fc1", tenant="a")
+    assert "Brandauer" not in first
+    p.pseudonymize(text, "b\x1fc1", tenant="b")
+    assert backend.cache_hits == 0
+    p.pseudonymize(text, "a\x1fc2", tenant="a")
+    assert backend.cache_hits == 1

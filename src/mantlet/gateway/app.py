@@ -813,7 +813,7 @@ def create_app(
         privacy_metadata: dict[str, Any] = {}
         if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
             conversation = gateway.privacy.conversation(request, principal.tenant)
-            messages = await gateway.privacy.pseudonymize(messages, conversation)
+            messages = await gateway.privacy.pseudonymize(messages, conversation, principal.tenant)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
         check = await gateway.start_input(messages, principal.tenant, privacy_metadata)
         await gateway.settle_now(check)
@@ -868,7 +868,7 @@ def create_app(
         conversation, metadata = None, {}
         if pseudonymize and gateway.privacy:
             conversation = gateway.privacy.conversation(request, tenant)
-            texts = await gateway.privacy.pseudonymize_texts(texts, conversation)
+            texts = await gateway.privacy.pseudonymize_texts(texts, conversation, tenant)
             metadata = gateway.privacy.shield_metadata(conversation)
         sanitized, check = await _guard_texts(gateway, texts, tenant, metadata)
         shaped = sanitized[0] if isinstance(raw, str) else sanitized

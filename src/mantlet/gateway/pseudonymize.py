@@ -60,16 +60,18 @@ class GatewayPrivacy:
         return f"{tenant}\x1f{given or request.state.request_id}"
 
     async def pseudonymize(
-        self, messages: Sequence[Any], conversation: str
+        self, messages: Sequence[Any], conversation: str, tenant: str
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
-            self.pseudonymizer.pseudonymize_messages, messages, conversation
+            self.pseudonymizer.pseudonymize_messages, messages, conversation, tenant
         )
 
-    async def pseudonymize_texts(self, texts: Sequence[str], conversation: str) -> list[str]:
+    async def pseudonymize_texts(
+        self, texts: Sequence[str], conversation: str, tenant: str
+    ) -> list[str]:
         """Plain prompts (``/v1/completions``), as one conversation's user turns."""
         messages = [{"role": "user", "content": text} for text in texts]
-        done = await self.pseudonymize(messages, conversation)
+        done = await self.pseudonymize(messages, conversation, tenant)
         return [str(m["content"]) for m in done]
 
     def shield_metadata(self, conversation: str) -> dict[str, Any]:

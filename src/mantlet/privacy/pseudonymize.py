@@ -44,16 +44,25 @@ class Pseudonymizer:
 
     # -- forward -------------------------------------------------------------
 
-    def findings(self, text: str) -> list[Finding]:
-        found = self.detector.detect(text, ScanContext())
+    def findings(self, text: str, tenant: str | None = None) -> list[Finding]:
+        # The tenant scopes the detector's caches (a hit must not be timeable
+        # by another tenant).
+        found = self.detector.detect(text, ScanContext(tenant=tenant))
         return strongest_per_region(f for f in found if f.score >= self.threshold)
 
-    def pseudonymize(self, text: str, conversation: str, *, context: str | None = None) -> str:
+    def pseudonymize(
+        self,
+        text: str,
+        conversation: str,
+        *,
+        context: str | None = None,
+        tenant: str | None = None,
+    ) -> str:
         """``context``: all text the surrogates must not collide with (e.g. every
         message of the request); defaults to ``text``."""
         pieces: list[str] = []
         cursor = 0
-        for finding in self.findings(text):
+        for finding in self.findings(text, tenant):
             pieces.append(text[cursor : finding.start])
             value = text[finding.start : finding.end]
             pieces.append(self.surrogate(conversation, finding.kind, value, context or text))
@@ -62,7 +71,7 @@ class Pseudonymizer:
         return "".join(pieces)
 
     def pseudonymize_messages(
-        self, messages: Sequence[Mapping[str, Any]], conversation: str
+        self, messages: Sequence[Mapping[str, Any]], conversation: str, tenant: str | None = None
     ) -> list[dict[str, Any]]:
         """String contents and text parts of OpenAI-style messages."""
         everything = "\n".join(_texts(messages))
@@ -71,12 +80,16 @@ class Pseudonymizer:
             copy = dict(message)
             content = message.get("content")
             if isinstance(content, str):
-                copy["content"] = self.pseudonymize(content, conversation, context=everything)
+                copy["content"] = self.pseudonymize(
+                    content, conversation, context=everything, tenant=tenant
+                )
             elif isinstance(content, list):
                 copy["content"] = [
                     {
                         **part,
-                        "text": self.pseudonymize(part["text"], conversation, context=everything),
+                        "text": self.pseudonymize(
+                            part["text"], conversation, context=everything, tenant=tenant
+                        ),
                     }
                     if isinstance(part, dict) and isinstance(part.get("text"), str)
                     else part
