@@ -222,7 +222,7 @@ def test_window_cache_returns_the_same_scores_and_skips_the_model() -> None:
     assert model.encoder.cache_hits == hits_before + 2
     assert again == list(reversed(first))
     uncached = InjectionModel(default_model_dir())
-    uncached.encoder._cache_windows = 0
+    uncached.encoder._cache.size = 0
     assert uncached.score(texts, "prompt") == first
     assert uncached.encoder.cache_hits == 0
 

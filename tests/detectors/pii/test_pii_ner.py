@@ -128,9 +128,9 @@ def test_per_text_results_are_cached_under_keyed_hashes_only() -> None:
     assert backend.cache_hits == 0
     assert backend.entities(text) == first
     assert backend.cache_hits == 1
-    stored = repr(backend._cache)
+    stored = repr(backend._cache._entries)
     assert "Brandauer" not in stored and text not in stored
-    assert list(backend._cache) != [hashlib.blake2b(text.encode(), digest_size=16).digest()]
+    assert backend._cache.keys() != [hashlib.blake2b(text.encode(), digest_size=16).digest()]
     backend.clear_cache()
     assert backend.entities(text) == first and backend.cache_hits == 1
     uncached = en_spacy.SpacyNer(load_backend("en")._nlp, cache_texts=0)  # type: ignore[attr-defined]

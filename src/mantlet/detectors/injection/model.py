@@ -15,15 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mantlet.detectors._cache import ScopedCache
 from mantlet.errors import DetectorError
 
 if TYPE_CHECKING:
@@ -112,11 +111,12 @@ class Encoder:
             raise DetectorError("tokenizer lacks the [CLS]/[SEP] tokens MiniLM expects")
         self._cls, self._sep = cls, sep
         self._lock = threading.Lock()
-        # Keyed by a digest of the window's token ids; holds no text.
-        self._cache: OrderedDict[bytes, npt.NDArray[np.float32]] = OrderedDict()
-        self._cache_windows = cache_windows
-        self._cache_lock = threading.Lock()
-        self.cache_hits = 0
+        # Keyed by the scope and the window's token ids; holds no text.
+        self._cache: ScopedCache[npt.NDArray[np.float32]] = ScopedCache(cache_windows)
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
 
     def windows(self, text: str) -> list[list[int]]:
         """Token-id windows (with [CLS]/[SEP]) covering the whole text."""
@@ -143,16 +143,14 @@ class Encoder:
 
         if not windows:
             return np.zeros((0, 384), dtype=np.float32)
-        keys = [_window_key(w, scope) for w in windows]
+        cached = batch_size == 1  # a batched embedding depends on its neighbours
+        keys = [self._cache.key(scope, _packed(w)) for w in windows]
         found: dict[bytes, npt.NDArray[np.float32]] = {}
-        if batch_size == 1 and self._cache_windows:
-            with self._cache_lock:
-                for key in keys:
-                    cached = self._cache.get(key)
-                    if cached is not None:
-                        self._cache.move_to_end(key)
-                        found[key] = cached
-                        self.cache_hits += 1
+        if cached:
+            for key in keys:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    found[key] = hit
         missing = [(k, w) for k, w in zip(keys, windows, strict=True) if k not in found]
         for first in range(0, len(missing), batch_size):
             batch = missing[first : first + batch_size]
@@ -170,12 +168,9 @@ class Encoder:
                 )
             for row, (key, _) in enumerate(batch):
                 found[key] = np.asarray(embedding[row], dtype=np.float32)
-        if batch_size == 1 and self._cache_windows and missing:
-            with self._cache_lock:
-                for key, _ in missing:
-                    self._cache[key] = found[key]
-                while len(self._cache) > self._cache_windows:
-                    self._cache.popitem(last=False)
+        if cached:
+            for key, _ in missing:
+                self._cache.put(key, found[key])
         return np.stack([found[key] for key in keys]).astype(np.float32)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -183,20 +178,8 @@ class Encoder:
         return self.embed_windows([self.windows(t)[0] for t in texts])
 
 
-_CACHE_SECRET = os.urandom(16)
-
-
-def _window_key(window: Sequence[int], scope: str) -> bytes:
-    scoped = scope.encode("utf-8", "surrogatepass")
-    packed = b"".join(int(t).to_bytes(4, "little") for t in window)
-    # The scope (a tenant) is part of the key: a cache hit is faster than a
-    # miss, and one tenant must not learn from timings what another sent.
-    # Keyed with a per-process secret, so a key cannot be checked against a
-    # guessed text either.
-    digest = hashlib.blake2b(key=_CACHE_SECRET, digest_size=16)
-    digest.update(len(scoped).to_bytes(4, "big") + scoped)
-    digest.update(packed)
-    return digest.digest()
+def _packed(window: Sequence[int]) -> bytes:
+    return b"".join(int(t).to_bytes(4, "little") for t in window)
 
 
 class InjectionModel:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mantlet.detectors._cache import ScopedCache
 from mantlet.detectors.pii.ner import NerSpan
 from mantlet.errors import DetectorError
 
@@ -96,16 +95,12 @@ def verify(root: Path) -> None:
 
 
 class SpacyNer:
-    """The model behind a lock, with a cache of recent per-text results.
+    """The model behind a lock, with a cache of recent per-text results
+    (offsets and labels only, per scope: see ``detectors/_cache.py``).
 
-    A chat client re-sends the whole conversation on every turn, so without
-    the cache each turn would run the model over all earlier messages again.
-    A text's entities depend on that text alone, which is what allows it.
-    Keys are a keyed BLAKE2b of the text (the key is random per process), so
-    the cache holds offsets and labels, never the text or a hash of it that
-    could be checked against a guess. The caller's ``scope`` (the gateway
-    passes the tenant) is part of the key: a hit is faster than a miss, and
-    one tenant must not learn from response times what another one sent.
+    Without the cache each chat turn would run the model over all earlier
+    messages again; a text's entities depend on that text alone, which is
+    what allows it.
     """
 
     language = "en"
@@ -115,42 +110,29 @@ class SpacyNer:
         self._nlp = nlp
         # spaCy pipelines are not documented as thread-safe for concurrent calls.
         self._lock = threading.Lock()
-        self._cache: OrderedDict[bytes, tuple[NerSpan, ...]] = OrderedDict()
-        self._cache_texts = cache_texts
-        self._cache_key = os.urandom(16)
-        self.cache_hits = 0
+        self._cache: ScopedCache[tuple[NerSpan, ...]] = ScopedCache(cache_texts)
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
 
     def entities(self, text: str, scope: str = "") -> list[NerSpan]:
-        key = _cache_key(self._cache_key, scope, text)
+        key = self._cache.key(scope, text.encode("utf-8", "surrogatepass"))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return list(cached)
         with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                self.cache_hits += 1
-                return list(cached)
             spans = spans_of(self._nlp(text))
-            if self._cache_texts:
-                self._cache[key] = tuple(spans)
-                while len(self._cache) > self._cache_texts:
-                    self._cache.popitem(last=False)
+        self._cache.put(key, tuple(spans))
         return spans
 
     def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
 
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         with self._lock:
             docs = list(self._nlp.pipe(texts, batch_size=64))
         return [spans_of(doc) for doc in docs]
-
-
-def _cache_key(secret: bytes, scope: str, text: str) -> bytes:
-    scoped = scope.encode("utf-8", "surrogatepass")
-    digest = hashlib.blake2b(key=secret, digest_size=16)
-    digest.update(len(scoped).to_bytes(4, "big") + scoped)  # no scope/text ambiguity
-    digest.update(text.encode("utf-8", "surrogatepass"))
-    return digest.digest()
 
 
 def spans_of(doc: Any) -> list[NerSpan]:
