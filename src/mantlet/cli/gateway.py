@@ -40,26 +40,26 @@ def _record_admin(config: Path | None, data_dir: Path | None, action: dict[str, 
     )
 
 
-def _store(config: Path | None, data_dir: Path | None) -> Any:
+def _store_and_secret(config: Path | None, data_dir: Path | None) -> tuple[Any, bytes]:
     from mantlet.gateway.app import server_secret
     from mantlet.gateway.keys import KeyStore
     from mantlet.gateway.settings import load_settings
 
     settings = load_settings(config, overrides={"data_dir": data_dir})
-    return KeyStore(settings.resolved_database_url, server_secret(settings.data_dir))
+    secret = server_secret(settings.data_dir)
+    return KeyStore(settings.resolved_database_url, secret), secret
+
+
+def _store(config: Path | None, data_dir: Path | None) -> Any:
+    return _store_and_secret(config, data_dir)[0]
 
 
 def _stores(config: Path | None, data_dir: Path | None) -> tuple[Any, Any]:
     """The key store and the second-factor store beside it (one settings
     load, one server secret)."""
-    from mantlet.gateway.app import server_secret
-    from mantlet.gateway.keys import KeyStore
     from mantlet.gateway.mfa import TotpStore
-    from mantlet.gateway.settings import load_settings
 
-    settings = load_settings(config, overrides={"data_dir": data_dir})
-    secret = server_secret(settings.data_dir)
-    keys = KeyStore(settings.resolved_database_url, secret)
+    keys, secret = _store_and_secret(config, data_dir)
     return keys, TotpStore(keys.engine, secret)
 
 
