@@ -45,7 +45,7 @@ Row = dict[str, Any]
 Predict = Callable[[Sequence[str]], list[list[Span]]]
 
 
-def load(name: str, limit: int | None) -> list[Row]:
+def load(name: str, limit: int | None = None) -> list[Row]:
     rows = [json.loads(line) for line in (DATASETS / name / "data.jsonl").open(encoding="utf-8")]
     return rows[:limit] if limit else rows
 

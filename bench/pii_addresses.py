@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from mantlet.detectors.pii import PiiDetector, PiiOptions
 from mantlet.evaluation.metrics import Span, span_report
+from pii import load  # bench/pii.py, beside this script
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets"
 KIND = "STREET_ADDRESS"
-
-
-def load(name: str) -> list[dict[str, Any]]:
-    with (DATASETS / name / "data.jsonl").open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
 
 
 def addresses(detector: PiiDetector, texts: list[str]) -> list[list[Span]]:

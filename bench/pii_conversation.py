@@ -16,19 +16,12 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from mantlet.core.types import ScanContext
 from mantlet.detectors.pii import PiiDetector, PiiOptions
 from mantlet.detectors.pii.ner import en_spacy, load_backend
-
-DATASETS = Path(__file__).resolve().parents[2] / "shared/datasets"
-
-
-def load(name: str) -> list[dict[str, Any]]:
-    with (DATASETS / name / "data.jsonl").open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
+from pii import load  # bench/pii.py, beside this script
 
 
 def conversations(count: int, turns: int) -> list[list[str]]:
