@@ -10,6 +10,7 @@ Findings carry offsets, never the matched value.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -40,9 +41,6 @@ _Memo = dict[tuple[str, str, tuple[str, ...]], float | None]
 # An address from the NER model scores below the policy's usual 0.5 unless a
 # context word lifts it (see _named).
 _NER_ADDRESS_SCORE = 0.45
-_ADDRESS_CONTEXT = tuple(
-    sorted({w for r in builtin_rules() if r.kind == "STREET_ADDRESS" for w in r.context})
-)
 # ScanContext.metadata key: surrogates a pseudonymizer put in the text (its
 # realistic fakes look like PII; redacting them would make them unrestorable).
 SURROGATES_KEY = "pii_surrogates"
@@ -199,7 +197,7 @@ class PiiDetector:
                 # Like the address rules: the model also calls "3 Barbecue
                 # Chicken" or "the corner of Sixth Avenue" an address, so its
                 # addresses count only next to a word that announces one.
-                verdict = _context(lowered, span.start, span.end, _ADDRESS_CONTEXT, ())
+                verdict = _context(lowered, span.start, span.end, _address_context(), ())
                 score = _NER_ADDRESS_SCORE + verdict * self.options.context_boost
             findings.append(Finding(self.name, span.label, span.start, span.end, score, "ner"))
         return findings
@@ -246,6 +244,14 @@ def _valid_tail(
         if tail is not None and (score is None or tail >= score):
             return at, tail
     return start, score
+
+
+@functools.cache
+def _address_context() -> tuple[str, ...]:
+    """The address rules' context words (read from the rule table on first use)."""
+    return tuple(
+        sorted({w for r in builtin_rules() if r.kind == "STREET_ADDRESS" for w in r.context})
+    )
 
 
 def _joined_addresses(findings: list[Finding]) -> list[Finding]:
