@@ -99,6 +99,24 @@ def test_malformed_messages_json_is_a_clear_error() -> None:
     assert "messages[0].role" in err
 
 
+def test_scan_a_whole_request_object_covers_its_tools() -> None:
+    request = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "description": AWS_KEY_ID}}],
+    }
+    code, out, _ = run("scan", "--messages", "--json", "-", input=json.dumps(request))
+    assert code == 0
+    verdict = json.loads(out)
+    assert [f["location"] for f in verdict["findings"]] == ["tools[0].function.description"]
+    assert verdict["sanitized_fields"]["tools"][0]["function"]["description"] == (
+        "<AWS_ACCESS_KEY_ID_1>"
+    )
+    code, _, err = run("scan", "--messages", "--side", "output", "-", input=json.dumps(request))
+    assert code == 2
+    assert "scans a message list only" in err
+
+
 def test_eval_json_on_classification_rows(tmp_path: Path) -> None:
     data = tmp_path / "rows.jsonl"
     rows = [

@@ -7,7 +7,14 @@ import pytest
 
 from mantlet.core.types import PartKind, Side
 from mantlet.errors import InvalidInputError
-from mantlet.pipeline.parts import TextPart, message_parts, rebuild_messages, text_parts
+from mantlet.pipeline.parts import (
+    TextPart,
+    field_parts,
+    message_parts,
+    rebuild_fields,
+    rebuild_messages,
+    text_parts,
+)
 
 
 @pytest.mark.parametrize(
@@ -292,3 +299,133 @@ def test_rebuild_without_replacements_is_an_equal_copy() -> None:
     rebuilt = rebuild_messages(messages, {})
     assert rebuilt == messages
     assert rebuilt[0] is not messages[0]
+
+
+def test_other_message_fields_are_parts_too() -> None:
+    """Refusals, reasoning traces, participant names, audio transcripts and
+    fields this code has never heard of all reach the model or the caller as
+    text, so none of them may pass unscanned."""
+    message = {
+        "role": "assistant",
+        "content": "c",
+        "refusal": "r",
+        "reasoning_content": "think",
+        "name": "bot",
+        "audio": {"id": "a1", "data": "UklGRg==", "transcript": "spoken"},
+        "tool_call_id": "call_1",
+        "vendor_notes": {"items": ["n0", 7, None, {"deep": "n1"}]},
+    }
+    got = [(p.location, p.text, p.path) for p in message_parts([message])]
+    assert got == [
+        ("messages[0].content", "c", (0, "content")),
+        ("messages[0].audio.transcript", "spoken", (0, "audio", "transcript")),
+        ("messages[0].refusal", "r", (0, "refusal")),
+        ("messages[0].reasoning_content", "think", (0, "reasoning_content")),
+        ("messages[0].name", "bot", (0, "name")),
+        ("messages[0][#7][#0].key", "items", (0, "vendor_notes", "items")),
+        ("messages[0][#7].items[0]", "n0", (0, "vendor_notes", "items", 0)),
+        ("messages[0][#7].items[3][#0].key", "deep", (0, "vendor_notes", "items", 3, "deep")),
+        ("messages[0][#7].items[3][#0]", "n1", (0, "vendor_notes", "items", 3, "deep")),
+    ]
+    assert {p.kind for p in message_parts([message])} == {PartKind.COMPLETION}
+
+
+def test_audio_must_be_an_object_with_a_string_transcript() -> None:
+    with pytest.raises(InvalidInputError, match=r"messages\[0\]\.audio must be an object"):
+        message_parts([{"role": "assistant", "audio": "base64"}])
+    with pytest.raises(InvalidInputError, match=r"audio\.transcript must be a string"):
+        message_parts([{"role": "assistant", "audio": {"transcript": 3}}])
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Find a customer.",
+            "parameters": {
+                "type": "object",
+                "properties": {"jane.doe@example.com": {"type": "string", "enum": ["a"]}},
+            },
+        },
+    }
+]
+
+
+def test_request_fields_are_parts_with_kinds_by_field() -> None:
+    fields = {
+        "tools": TOOLS,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "out"}},
+        "prediction": {"type": "content", "content": "draft"},
+        "stop": ["END"],
+        "temperature": 0.2,
+        "logit_bias": {"50256": -100},
+    }
+    parts = field_parts(fields)
+    by_location = {p.location: p for p in parts}
+    assert by_location["tools[0].function.description"].text == "Find a customer."
+    assert by_location["tools[0].function.description"].kind is PartKind.TOOL_DEFINITION
+    assert by_location["tools[0].function.description"].path == (
+        "fields",
+        "tools",
+        0,
+        "function",
+        "description",
+    )
+    assert by_location["response_format.json_schema.name"].kind is PartKind.SYSTEM
+    assert by_location["prediction.content"].kind is PartKind.PROMPT
+    assert by_location["stop[0]"].text == "END"
+    # The property name is a part of its own, shown by position, never by name.
+    [key] = [p for p in parts if p.text == "jane.doe@example.com"]
+    assert key.location == "tools[0].function.parameters.properties[#0].key"
+    assert all("jane" not in p.location for p in parts)
+    assert not any(p.path[1] == "logit_bias" for p in parts)  # token ids and numbers only
+
+
+def test_unknown_field_names_are_not_shown_in_locations() -> None:
+    [part] = field_parts({"sk_live_field": "value"})
+    assert part.location == "fields[#0]"
+    assert part.kind is PartKind.PROMPT
+
+
+@pytest.mark.parametrize("fields", [["tools"], "tools"])
+def test_fields_must_be_an_object(fields: Any) -> None:
+    with pytest.raises(InvalidInputError, match="fields must be an object"):
+        field_parts(fields)
+
+
+def test_rebuild_fields_swaps_values_and_renames_keys_in_place() -> None:
+    fields = {"tools": copy.deepcopy(TOOLS), "user": "u-1"}
+    original = copy.deepcopy(fields)
+    parts = {p.text: p.path for p in field_parts(fields)}
+    rebuilt = rebuild_fields(
+        fields,
+        {
+            parts["Find a customer."]: "Find a <X_1>.",
+            parts["jane.doe@example.com"]: "<EMAIL_ADDRESS_1>",
+            parts["a"]: "<X_2>",  # a value under the renamed key
+            (0, "content"): "not a field path: ignored",
+        },
+    )
+    assert fields == original
+    function = rebuilt["tools"][0]["function"]
+    assert function["description"] == "Find a <X_1>."
+    assert function["parameters"]["properties"] == {
+        "<EMAIL_ADDRESS_1>": {"type": "string", "enum": ["<X_2>"]}
+    }
+    assert rebuilt["user"] == "u-1"
+
+
+def test_renamed_keys_keep_their_order_and_may_not_collide() -> None:
+    fields = {"metadata": {"first": "1", "secret-key": "2", "last": "3"}}
+    path = next(p.path for p in field_parts(fields) if p.text == "secret-key")
+    rebuilt = rebuild_fields(fields, {path: "<S_1>"})
+    assert list(rebuilt["metadata"]) == ["first", "<S_1>", "last"]
+    with pytest.raises(InvalidInputError, match="would collide"):
+        rebuild_fields(fields, {path: "last"})
+
+
+def test_rebuild_messages_reaches_other_message_fields() -> None:
+    messages = [{"role": "assistant", "content": None, "reasoning_content": "the key is K"}]
+    rebuilt = rebuild_messages(messages, {(0, "reasoning_content"): "the key is <S_1>"})
+    assert rebuilt[0]["reasoning_content"] == "the key is <S_1>"

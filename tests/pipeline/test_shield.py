@@ -62,7 +62,7 @@ def report(verdict: Verdict, name: str) -> DetectorReport:
 def public_record(verdict: Verdict) -> str:
     """What goes to logs and audit: the verdict minus the sanitized payload."""
     out = verdict.to_dict()
-    for key in ("sanitized_text", "sanitized_messages", "sanitized_documents"):
+    for key in ("sanitized_text", "sanitized_messages", "sanitized_documents", "sanitized_fields"):
         out.pop(key, None)
     return json.dumps(out)
 
@@ -238,6 +238,79 @@ def test_messages_without_documents_have_no_sanitized_documents(make_shield, che
     assert verdict.action is Action.ALLOW
     assert verdict.sanitized_messages == [{"role": "user", "content": "hi"}]
     assert verdict.sanitized_documents is None
+
+
+def test_request_fields_are_scanned_and_rebuilt(make_shield, register_detector, check) -> None:
+    seen: list[tuple[str, PartKind]] = []
+
+    def spy(text: str, context: ScanContext) -> list[Finding]:
+        seen.append((text, context.part))
+        return []
+
+    name = register_detector("test_field_spy", spy)
+    shield = make_shield(policy(regex=regex(), **{name: {}}))
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "fetch",
+                "description": "Fetch with token tok-0001.",
+                "parameters": {"properties": {"tok-0002": {"type": "string"}}},
+            },
+        }
+    ]
+    fields = {"tools": tools, "prediction": {"content": "tok-0003"}, "logit_bias": {"1": -1}}
+    original = copy.deepcopy(fields)
+    verdict = check(shield, [{"role": "user", "content": "hi"}], fields=fields)
+
+    assert verdict.action is Action.REDACT
+    assert {f.location for f in verdict.findings} == {
+        "tools[0].function.description",
+        "tools[0].function.parameters.properties[#0].key",
+        "prediction.content",
+    }
+    function = verdict.sanitized_fields["tools"][0]["function"]
+    assert function["description"] == "Fetch with token <TOKEN_1>."
+    assert function["parameters"]["properties"] == {"<TOKEN_2>": {"type": "string"}}
+    assert verdict.sanitized_fields["prediction"] == {"content": "<TOKEN_3>"}
+    assert verdict.sanitized_fields["logit_bias"] == {"1": -1}
+    assert fields == original
+    assert ("Fetch with token tok-0001.", PartKind.TOOL_DEFINITION) in seen
+    assert ("tok-0003", PartKind.PROMPT) in seen
+    assert "tok-000" not in public_record(verdict)
+
+
+def test_a_text_repeated_in_one_context_is_scanned_once(make_shield, register_detector, check):
+    calls: list[str] = []
+
+    def spy(text: str, context: ScanContext) -> list[Finding]:
+        calls.append(text)
+        return [Finding("x", "TOKEN", 0, 3, 1.0)] if text.startswith("tok") else []
+
+    name = register_detector("test_repeat_spy", spy)
+    shield = make_shield(policy(**{name: {"action": "redact"}}))
+    messages = [
+        {"role": "user", "content": "tok a"},
+        {"role": "user", "content": "tok a"},
+        {"role": "system", "content": "tok a"},  # another context: scanned again
+    ]
+    verdict = check(shield, messages, fields={"stop": ["tok a", "string", "string"]})
+    assert sorted(calls) == ["string", "tok a", "tok a", "tok a"]
+    assert [f.location for f in verdict.findings] == [
+        "messages[0].content",
+        "messages[1].content",
+        "messages[2].content",
+        "stop[0]",
+    ]
+    assert [m["content"] for m in verdict.sanitized_messages] == ["<TOKEN_1> a"] * 3
+
+
+def test_fields_need_a_message_list(make_shield, check: Check) -> None:
+    shield = make_shield(policy(regex=regex()))
+    with pytest.raises(InvalidInputError, match="fields can only accompany a message list"):
+        check(shield, "text", fields={"user": "u"})
+    verdict = check(shield, [{"role": "user", "content": "hi"}])
+    assert verdict.sanitized_fields is None
 
 
 def test_output_messages(make_shield, check: Check) -> None:

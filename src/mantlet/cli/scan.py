@@ -29,15 +29,21 @@ class FailOn(StrEnum):
     block = "block"
 
 
-def _parse_messages(raw: str) -> tuple[list[Any], list[str] | None]:
+def _parse_messages(raw: str) -> tuple[list[Any], list[str] | None, dict[str, Any]]:
+    """A message list, or a request object: its ``messages``, its ``documents``
+    and every other field but the model name (tools, response format, ...),
+    which is scanned too."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             f"--messages input is not JSON: {exc.msg} at line {exc.lineno}"
         ) from None
+    fields: dict[str, Any] = {}
     if isinstance(data, dict):
         messages, documents = data.get("messages"), data.get("documents")
+        skip = ("messages", "documents", "model", "stream")
+        fields = {k: v for k, v in data.items() if k not in skip}
     else:
         messages, documents = data, None
     if not isinstance(messages, list):
@@ -46,7 +52,7 @@ def _parse_messages(raw: str) -> tuple[list[Any], list[str] | None]:
         )
     if documents is not None and not isinstance(documents, list):
         raise InvalidInputError("'documents' must be a list of strings")
-    return messages, documents
+    return messages, documents, fields
 
 
 def _render(verdict: Verdict) -> None:
@@ -92,7 +98,10 @@ def scan(
     ] = DEFAULT_PROFILE,
     messages: Annotated[
         bool,
-        typer.Option("--messages", help="Input is a JSON message list (or {messages, documents})."),
+        typer.Option(
+            "--messages",
+            help="Input is a JSON message list or a request object (messages, tools, ...).",
+        ),
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the verdict as one JSON object.")
@@ -105,9 +114,11 @@ def scan(
     raw = read_text(text, file)
     with Shield.from_policy(policy) as shield:
         if messages:
-            msgs, docs = _parse_messages(raw)
+            msgs, docs, fields = _parse_messages(raw)
             if side is SideOption.input:
-                verdict = shield.check_input(msgs, documents=docs)
+                verdict = shield.check_input(msgs, documents=docs, fields=fields or None)
+            elif docs is not None or fields:
+                raise InvalidInputError("--side output scans a message list only")
             else:
                 verdict = shield.check_output(msgs)
         elif side is SideOption.input:

@@ -53,6 +53,9 @@ class PartKind(enum.StrEnum):
     COMPLETION = "completion"
     TOOL_CALL = "tool_call"
     TOOL_OUTPUT = "tool_output"
+    # Tool and function declarations (names, descriptions, parameter schemas):
+    # often copied from third-party servers, and read by the model as text.
+    TOOL_DEFINITION = "tool_definition"
     DOCUMENT = "document"
 
 
@@ -169,8 +172,9 @@ class Verdict:
     """The single result of checking one request or response.
 
     ``sanitized_text`` is set when plain text was checked, ``sanitized_messages``
-    and ``sanitized_documents`` when a message list was; they carry the
-    redactions. Nothing here contains a detected value.
+    and ``sanitized_documents`` when a message list was, ``sanitized_fields``
+    when other request fields (tools, response format, ...) came with it; they
+    carry the redactions. Nothing here contains a detected value.
     """
 
     action: Action
@@ -180,6 +184,7 @@ class Verdict:
     sanitized_text: str | None = None
     sanitized_messages: list[dict[str, Any]] | None = None
     sanitized_documents: list[str] | None = None
+    sanitized_fields: dict[str, Any] | None = None
     duration_ms: float = 0.0
 
     @property
@@ -220,4 +225,6 @@ class Verdict:
             out["sanitized_messages"] = self.sanitized_messages
         if self.sanitized_documents is not None:
             out["sanitized_documents"] = self.sanitized_documents
+        if self.sanitized_fields is not None:
+            out["sanitized_fields"] = self.sanitized_fields
         return out

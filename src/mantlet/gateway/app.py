@@ -93,10 +93,16 @@ class Gateway:
     roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
 
     async def start_input(
-        self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
+        self,
+        content: Any,
+        tenant: str,
+        metadata: Mapping[str, Any] | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> StagedCheck:
         """The input check's gate; ``finish_input`` gives the whole verdict."""
-        return await self.shield.astart_input(content, tenant=tenant, metadata=metadata)
+        return await self.shield.astart_input(
+            content, tenant=tenant, metadata=metadata, fields=fields
+        )
 
     async def finish_input(self, check: StagedCheck) -> Verdict:
         """The whole verdict, counted and recorded once however often asked."""
@@ -815,7 +821,8 @@ def create_app(
             conversation = gateway.privacy.conversation(request, principal.tenant)
             messages = await gateway.privacy.pseudonymize(messages, conversation, principal.tenant)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
-        check = await gateway.start_input(messages, principal.tenant, privacy_metadata)
+        fields = _request_fields(body, "messages")
+        check = await gateway.start_input(messages, principal.tenant, privacy_metadata, fields)
         await gateway.settle_now(check)
         sanitized = list(check.gate.sanitized_messages or messages)
         metadata: dict[str, Any] = dict(privacy_metadata)  # output side skips surrogates too
@@ -823,7 +830,7 @@ def create_app(
             canary = canaries.make_canary()
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
-        upstream_body = {**body, "messages": sanitized}
+        upstream_body = {**body, **(check.gate.sanitized_fields or {}), "messages": sanitized}
         if stream:
             privacy = gateway.privacy
             restorer = (
@@ -870,9 +877,11 @@ def create_app(
             conversation = gateway.privacy.conversation(request, tenant)
             texts = await gateway.privacy.pseudonymize_texts(texts, conversation, tenant)
             metadata = gateway.privacy.shield_metadata(conversation)
-        sanitized, check = await _guard_texts(gateway, texts, tenant, metadata)
+        fields = _request_fields(body, field)
+        sanitized, check = await _guard_texts(gateway, texts, tenant, metadata, fields)
         shaped = sanitized[0] if isinstance(raw, str) else sanitized
-        return {**body, field: shaped}, check, conversation, metadata
+        others = check.gate.sanitized_fields or {}
+        return {**body, **others, field: shaped}, check, conversation, metadata
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -995,11 +1004,15 @@ async def _open_stream(
 
 
 async def _guard_texts(
-    gateway: Gateway, texts: list[str], tenant: str, metadata: Mapping[str, Any] | None = None
+    gateway: Gateway,
+    texts: list[str],
+    tenant: str,
+    metadata: Mapping[str, Any] | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], StagedCheck]:
     """Input check for plain prompts: each is scanned as a user message."""
     messages = [{"role": "user", "content": text} for text in texts]
-    check = await gateway.start_input(messages, tenant=tenant, metadata=metadata)
+    check = await gateway.start_input(messages, tenant, metadata, fields)
     await gateway.settle_now(check)
     sanitized = [str(m["content"]) for m in check.gate.sanitized_messages or messages]
     return sanitized, check
@@ -1034,8 +1047,19 @@ async def _guard_choices(
                 choice["message"] = verdict.sanitized_messages[0]
         else:
             continue
+        if verdict.action.severity >= Action.REDACT.severity and choice.get("logprobs"):
+            # Log-probabilities spell the original tokens out one by one.
+            choice["logprobs"] = None
         worst = Action.most_severe([worst, verdict.action])
     return worst
+
+
+def _request_fields(body: Mapping[str, Any], handled: str) -> dict[str, Any]:
+    """The body's fields besides the model name and the one checked as
+    messages or prompts. They reach the upstream too (tool declarations,
+    response schemas, predicted output, stop sequences, ...), so the input
+    check scans them rather than trusting them."""
+    return {k: v for k, v in body.items() if k not in ("model", "stream", handled)}
 
 
 def _check_count(items: list[Any], limit: int, param: str) -> None:

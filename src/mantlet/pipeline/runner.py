@@ -77,18 +77,26 @@ def run_job(job: Job) -> Outcome:
     """Runs one detector over all its parts; never raises."""
     started = time.perf_counter()
     findings: list[Finding] = []
+    # A request repeats itself (tool schemas are full of "string" and
+    # "object"; chat clients resend earlier turns): a text seen in the same
+    # context is scanned once. Findings depend on nothing else.
+    seen: dict[tuple[str, str, str | None], object] = {}
     try:
         for part in job.parts:
             if not part.text:
                 continue
-            context = ScanContext(
-                side=job.side,
-                part=part.kind,
-                role=part.role,
-                tenant=job.tenant,
-                metadata=job.metadata,
-            )
-            raw = job.detector.detect(part.text, context)
+            key = (part.text, part.kind.value, part.role)
+            if key in seen:
+                raw = seen[key]
+            else:
+                context = ScanContext(
+                    side=job.side,
+                    part=part.kind,
+                    role=part.role,
+                    tenant=job.tenant,
+                    metadata=job.metadata,
+                )
+                raw = seen[key] = job.detector.detect(part.text, context)
             findings.extend(_checked(raw, job.name, part.text, part.location))
     except Exception as exc:  # noqa: BLE001 - any failure must become a recorded verdict
         log.warning("detector %s failed: %s", job.name, type(exc).__name__)

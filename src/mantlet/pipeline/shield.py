@@ -26,7 +26,14 @@ from mantlet.core.types import (
     Verdict,
 )
 from mantlet.errors import ConfigError, InvalidInputError, PolicyError
-from mantlet.pipeline.parts import TextPart, message_parts, rebuild_messages, text_parts
+from mantlet.pipeline.parts import (
+    TextPart,
+    field_parts,
+    message_parts,
+    rebuild_fields,
+    rebuild_messages,
+    text_parts,
+)
 from mantlet.pipeline.redaction import (
     PlaceholderBook,
     RedactionCandidate,
@@ -50,6 +57,7 @@ class _Plan:
     skipped: list[DetectorReport]
     messages: Sequence[Mapping[str, Any]] | None
     has_documents: bool
+    fields: Mapping[str, Any] | None
     started: float
 
 
@@ -104,10 +112,14 @@ class Shield:
         content: Content,
         *,
         documents: Sequence[str] | None = None,
+        fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Verdict:
-        plan = self._plan(content, documents, Side.INPUT, tenant, metadata)
+        """``fields``: the request's other top-level fields (``tools``,
+        ``response_format``, ...); every string in them is scanned and the
+        verdict's ``sanitized_fields`` carries them redacted."""
+        plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         return self._assemble(plan, run_sync(self._executor, plan.jobs))
 
     def check_output(
@@ -127,10 +139,11 @@ class Shield:
         content: Content,
         *,
         documents: Sequence[str] | None = None,
+        fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Verdict:
-        plan = self._plan(content, documents, Side.INPUT, tenant, metadata)
+        plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         return self._assemble(plan, await run_async(self._executor, plan.jobs))
 
     async def acheck_output(
@@ -148,6 +161,7 @@ class Shield:
         content: Content,
         *,
         documents: Sequence[str] | None = None,
+        fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> StagedCheck:
@@ -156,7 +170,7 @@ class Shield:
         policy may block or redact on; slow layers whose findings it only
         flags keep running in worker threads, and ``final()`` adds them.
         Without such layers the gate is already the final verdict."""
-        plan = self._plan(content, documents, Side.INPUT, tenant, metadata)
+        plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         gate_jobs, late_jobs = [], []
         for job in plan.jobs:
             fast = self._fast.get(job.name)
@@ -191,16 +205,20 @@ class Shield:
         side: Side,
         tenant: str | None,
         metadata: Mapping[str, Any] | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> _Plan:
         started = time.perf_counter()
         messages: Sequence[Mapping[str, Any]] | None = None
         if isinstance(content, str):
-            if documents:
-                raise InvalidInputError("documents can only accompany a message list")
+            for given, name in ((documents, "documents"), (fields, "fields")):
+                if given:
+                    raise InvalidInputError(f"{name} can only accompany a message list")
             parts = text_parts(content, side)
         elif isinstance(content, Sequence):
             messages = cast("Sequence[Mapping[str, Any]]", content)
             parts = message_parts(messages, documents)
+            if fields is not None:
+                parts.extend(field_parts(fields))
         else:
             raise InvalidInputError(
                 f"content must be a string or a list of messages, got {type(content).__name__}"
@@ -218,7 +236,7 @@ class Shield:
                 continue
             timeout = self.policy.timeout_for(name)
             jobs.append(Job(name, detector, parts, timeout, side, tenant, dict(metadata or {})))
-        return _Plan(side, parts, jobs, skipped, messages, bool(documents), started)
+        return _Plan(side, parts, jobs, skipped, messages, bool(documents), fields, started)
 
     def _assemble(self, plan: _Plan, outcomes: list[Outcome]) -> Verdict:
         actions: list[Action] = []
@@ -268,6 +286,8 @@ class Shield:
                     for p in plan.parts
                     if p.path[:1] == ("documents",)
                 ]
+            if plan.fields is not None:
+                verdict_fields["sanitized_fields"] = rebuild_fields(plan.fields, replacements)
         findings.sort(key=lambda f: (f.location or "", f.start, f.end))
         return Verdict(
             action=Action.most_severe(actions),
@@ -305,13 +325,20 @@ class StagedCheck:
                 outcome.reason = DEFERRED_NOTE
         outcomes = [done.get(outcome.name, outcome) for outcome in self._outcomes]
         final = self._shield._assemble(self._plan, outcomes)
-        diverged = (final.blocked and not self.gate.blocked) or (
-            final.sanitized_messages,
-            final.sanitized_documents,
-            final.sanitized_text,
-        ) != (self.gate.sanitized_messages, self.gate.sanitized_documents, self.gate.sanitized_text)
+        diverged = (final.blocked and not self.gate.blocked) or _sanitized(final) != _sanitized(
+            self.gate
+        )
         if diverged and not final.blocked:
             log.warning("deferred detector layer changed more than flags; blocking the answer")
             final = dataclasses.replace(final, action=Action.BLOCK)
         self._final = final
         return final
+
+
+def _sanitized(verdict: Verdict) -> tuple[Any, ...]:
+    return (
+        verdict.sanitized_messages,
+        verdict.sanitized_documents,
+        verdict.sanitized_fields,
+        verdict.sanitized_text,
+    )

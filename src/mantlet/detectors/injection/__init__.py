@@ -36,7 +36,7 @@ __all__ = ["InjectionDetector", "InjectionOptions"]
 OVERALL_KIND = "PROMPT_INJECTION"
 OBFUSCATION_KIND = "OBFUSCATED_TEXT"
 OVERSIZE_KIND = "UNSCANNED_OVERSIZE"
-_DOCUMENT_PARTS = {PartKind.DOCUMENT, PartKind.TOOL_OUTPUT}
+_DOCUMENT_PARTS = {PartKind.DOCUMENT, PartKind.TOOL_OUTPUT, PartKind.TOOL_DEFINITION}
 # Flags that alone are worth reporting: nobody hides benign text this way.
 _SMUGGLING_FLAGS = {"tag_characters", "bidi_control"}
 
