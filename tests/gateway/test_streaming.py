@@ -99,6 +99,39 @@ def test_a_secret_split_across_chunks_never_reaches_the_client(keys: KeyStore) -
     assert sum(1 for d in deltas if d) >= 3  # released in several pieces, not one
 
 
+class ReasoningStream(ScriptedStream):
+    """A reasoning model: a trace in ``reasoning_content`` deltas, then the answer."""
+
+    def __init__(self, trace: list[str], answer: list[str], field: str) -> None:
+        super().__init__(answer, "reasoning")
+        self.trace, self.field = trace, field
+
+    async def stream(self, endpoint: str, request: Mapping[str, Any]) -> AsyncIterator[dict]:
+        base = {"id": "chatcmpl-r", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        for piece in self.trace:
+            yield {**base, "choices": [{"index": 0, "delta": {self.field: piece}}]}
+        async for chunk in super().stream(endpoint, request):
+            yield chunk
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "refusal"])
+def test_a_secret_split_across_reasoning_chunks_is_redacted(keys: KeyStore, field: str) -> None:
+    key, _ = keys.create(tenant="acme", role="app")
+    trace = ["Let me think. ", "The deploy key id is AK", "IAQ3EGRI", "MNDTZ4P", "VBX, so", FILLER]
+    provider = ReasoningStream(trace, ["Done: ", FILLER], field)
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    with client_with(keys, provider) as client:
+        response = client.post(
+            "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+        )
+    assert response.status_code == 200
+    assert not any(p in response.text for p in ("AKIAQ3", "Q3EGRIMN", "MNDTZ4P"))
+    deltas = [e["choices"][0]["delta"] for e in sse_events(response) if e.get("choices")]
+    relayed = "".join(d.get(field, "") for d in deltas)
+    assert relayed.startswith("Let me think. The deploy key id is <AWS_ACCESS_KEY_ID_1>, so")
+    assert "".join(d.get("content") or "" for d in deltas) == "Done: " + FILLER
+
+
 def test_text_is_released_before_the_upstream_finishes(keys: KeyStore) -> None:
     key, _ = keys.create(tenant="acme", role="app")
     provider = ScriptedStream([FILLER[i : i + 40] for i in range(0, len(FILLER), 40)] * 3)

@@ -12,7 +12,8 @@ sanitized prefix that no longer matches what was already sent, ends the
 stream with an error event (fail closed).
 
 ``StreamRelay`` turns the upstream's chunks into the client's events, with
-one guard per choice.
+one guard per choice and text field (content, and a reasoning trace or a
+refusal where the upstream sends one).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ __all__ = ["StreamBlocked", "StreamGuard", "StreamRelay"]
 Check = Callable[[str], Awaitable[Verdict]]
 
 _OPENERS = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}-----")
+# Delta fields besides content that carry text for the caller (reasoning
+# models' traces, refusals): each gets a guard of its own, since a trace can
+# leak a secret as well as an answer can. Other delta fields are not relayed.
+TEXT_DELTA_FIELDS = ("reasoning_content", "reasoning", "refusal")
 _CLOSER = "-----END "
 
 
@@ -144,9 +149,11 @@ class StreamRelay:
         # Pseudonymized conversations: surrogates in released text become the
         # caller's real values again (a surrogate split across events too).
         self._restorer = restorer
-        self.restorers: dict[int, StreamRestorer] = {}
-        self.sent: dict[int, str] = {}
+        # Keyed by (choice index, delta field); "content" is the answer itself.
+        self.restorers: dict[tuple[int, str], StreamRestorer] = {}
+        self.sent: dict[tuple[int, str], str] = {}
         self.guards: dict[int, StreamGuard] = {}
+        self.field_guards: dict[tuple[int, str], StreamGuard] = {}
         self.tools: dict[int, dict[int, dict[str, Any]]] = {}
         self.finish: dict[int, Any] = {}
         self.base: dict[str, Any] = {}
@@ -159,10 +166,10 @@ class StreamRelay:
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return f"data: {json.dumps({**self.base, 'choices': choices, **extra})}\n\n".encode()
 
-    def _part(self, index: int, text: str, first: bool) -> dict[str, Any]:
+    def _part(self, index: int, text: str, first: bool, name: str = "content") -> dict[str, Any]:
         if not self.chat:
             return {"index": index, "text": text, "finish_reason": None}
-        delta: dict[str, Any] = {"content": text}
+        delta: dict[str, Any] = {name: text}
         if first:
             delta["role"] = "assistant"
         return {"index": index, "delta": delta, "finish_reason": None}
@@ -203,12 +210,26 @@ class StreamRelay:
                     self._collect_tool_call(index, call)
                 if new and self.chat:
                     yield self._event([self._part(index, "", True)])
+                for name in TEXT_DELTA_FIELDS:
+                    value = (delta or {}).get(name)
+                    if isinstance(value, str) and value:
+                        side = self.field_guards.setdefault(
+                            (index, name), StreamGuard(self._check, holdback=self._holdback)
+                        )
+                        released = self._restore((index, name), await side.feed(value))
+                        if released:
+                            yield self._event([self._part(index, released, False, name)])
                 if isinstance(text, str) and text:
-                    released = self._restore(index, await guard.feed(text))
+                    released = self._restore((index, "content"), await guard.feed(text))
                     if released:
                         yield self._event([self._part(index, released, False)])
         for index, guard in sorted(self.guards.items()):
-            released = self._restore(index, await guard.finish(), final=True)
+            for (owner, name), side in sorted(self.field_guards.items()):
+                if owner == index:
+                    released = self._restore((index, name), await side.finish(), final=True)
+                    if released:
+                        yield self._event([self._part(index, released, False, name)])
+            released = self._restore((index, "content"), await guard.finish(), final=True)
             if released:
                 yield self._event([self._part(index, released, False)])
             calls = self._tool_calls(index)
@@ -223,13 +244,13 @@ class StreamRelay:
                 part = {"index": index, "delta": tool_delta, "finish_reason": None}
                 yield self._event([part])
 
-    def _restore(self, index: int, text: str, *, final: bool = False) -> str:
+    def _restore(self, key: tuple[int, str], text: str, *, final: bool = False) -> str:
         if self._restorer is not None:
-            restorer = self.restorers.setdefault(index, self._restorer())
+            restorer = self.restorers.setdefault(key, self._restorer())
             text = restorer.feed(text) if text else ""
             if final:
                 text += restorer.flush()
-        self.sent[index] = self.sent.get(index, "") + text
+        self.sent[key] = self.sent.get(key, "") + text
         return text
 
     def _collect_tool_call(self, index: int, call: dict[str, Any]) -> None:
@@ -267,13 +288,18 @@ class StreamRelay:
 
     def texts(self) -> list[str]:
         """The text each choice's caller received."""
-        return [self.sent.get(index, "") for index in sorted(self.guards)]
+        return [self.sent.get((index, "content"), "") for index in sorted(self.guards)]
 
     def verdicts(self) -> list[Verdict]:
-        found = [g.last_verdict for _, g in sorted(self.guards.items()) if g.last_verdict]
-        return found + self._tool_verdicts
+        guards = [g for _, g in sorted(self.guards.items())]
+        guards += [g for _, g in sorted(self.field_guards.items())]
+        return [g.last_verdict for g in guards if g.last_verdict] + self._tool_verdicts
 
     def answer(self) -> dict[str, Any]:
         """What the caller received, as one object (for the audit digest)."""
         tools = {str(i): self._tool_calls(i) for i in self.tools}
-        return {**self.base, "choices": self.texts(), "tool_calls": tools}
+        fields = {
+            f"{i}.{name}": t for (i, name), t in sorted(self.sent.items()) if name != "content"
+        }
+        answer = {**self.base, "choices": self.texts(), "tool_calls": tools}
+        return {**answer, "fields": fields} if fields else answer
