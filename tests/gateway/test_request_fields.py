@@ -229,3 +229,42 @@ def test_log_probabilities_of_a_clean_answer_are_kept(keys: KeyStore, key: str) 
     with client(keys, provider) as c:
         response = post(c, key, "/v1/chat/completions", chat_body(logprobs=True))
     assert response.json()["choices"][0]["logprobs"] == logprobs_of(clean)
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+
+
+@pytest.mark.parametrize(("policy", "status"), [("balanced", 200), ("strict", 400)])
+def test_images_follow_the_policy_and_are_on_the_record(
+    keys: KeyStore, key: str, policy: str, status: int
+) -> None:
+    admin = keys.create(tenant="ops", role="admin")[0]
+    provider = RecordingProvider("rec", {"role": "assistant", "content": "A cat."})
+    settings = GatewaySettings.model_validate(
+        {
+            "policy": policy,
+            "upstreams": [{"name": "rec", "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": ["rec"]}],
+        }
+    )
+    content = [{"type": "text", "text": "What is in this picture?"}, IMAGE]
+    body = {"model": "m", "messages": [{"role": "user", "content": content}]}
+    with TestClient(create_app(settings, keys=keys, providers={"rec": provider})) as c:
+        response = post(c, key, "/v1/chat/completions", body)
+        listing = c.get("/v1/audit/records", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == status
+    if status == 400:
+        assert "UNSCANNED_MEDIA" in response.json()["error"]["message"]
+        assert provider.requests == []
+    else:
+        [sent] = provider.requests
+        [user] = [m for m in sent["messages"] if m["role"] == "user"]
+        assert user["content"][1] == IMAGE
+    [record] = [
+        r["record"]
+        for r in listing.json()["data"]
+        if r["record"].get("route") == "/v1/chat/completions"
+    ]
+    [inputs] = [d for d in record["decisions"] if d["side"] == "input"]
+    assert inputs["findings"] == {"UNSCANNED_MEDIA": 1}
+    assert inputs["action"] == ("allow" if status == 200 else "block")

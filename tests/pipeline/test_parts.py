@@ -76,6 +76,7 @@ def test_every_text_bearing_field_is_a_part() -> None:
     assert got == [
         ("messages[0].content", "sys", PartKind.SYSTEM, "system", (0, "content")),
         ("messages[1].content[0].text", "t0", PartKind.PROMPT, "user", (1, "content", 0, "text")),
+        ("messages[1].content[1]", "", PartKind.MEDIA, "user", (1, "content", 1)),  # no text
         ("messages[1].content[2].text", "t2", PartKind.PROMPT, "user", (1, "content", 2, "text")),
         (
             "messages[2].content[0].text",
@@ -319,6 +320,7 @@ def test_other_message_fields_are_parts_too() -> None:
     assert got == [
         ("messages[0].content", "c", (0, "content")),
         ("messages[0].audio.transcript", "spoken", (0, "audio", "transcript")),
+        ("messages[0].audio", "", (0, "audio")),  # the sound itself: media no detector reads
         ("messages[0].refusal", "r", (0, "refusal")),
         ("messages[0].reasoning_content", "think", (0, "reasoning_content")),
         ("messages[0].name", "bot", (0, "name")),
@@ -327,7 +329,7 @@ def test_other_message_fields_are_parts_too() -> None:
         ("messages[0][#7].items[3][#0].key", "deep", (0, "vendor_notes", "items", 3, "deep")),
         ("messages[0][#7].items[3][#0]", "n1", (0, "vendor_notes", "items", 3, "deep")),
     ]
-    assert {p.kind for p in message_parts([message])} == {PartKind.COMPLETION}
+    assert {p.kind for p in message_parts([message])} == {PartKind.COMPLETION, PartKind.MEDIA}
 
 
 def test_audio_must_be_an_object_with_a_string_transcript() -> None:

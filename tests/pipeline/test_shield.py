@@ -215,11 +215,14 @@ def test_every_part_of_a_message_list_is_scanned_and_rebuilt(make_shield, check:
         "messages[0].content",
         "messages[1].content",
         "messages[2].content[0].text",
+        "messages[2].content[1]",  # the image: recorded as unscanned, allowed by default
         "messages[3].tool_calls[0].function.arguments",
         "messages[4].content",
         "documents[0]",
         "documents[2]",
     }
+    [media] = [f for f in verdict.findings if f.kind == "UNSCANNED_MEDIA"]
+    assert (media.detector, media.action) == ("media", Action.ALLOW)
     expected = copy.deepcopy(original)
     expected[0]["content"] = "system <TOKEN_1>"
     expected[1]["content"] = "user <TOKEN_2>"
@@ -311,6 +314,34 @@ def test_fields_need_a_message_list(make_shield, check: Check) -> None:
         check(shield, "text", fields={"user": "u"})
     verdict = check(shield, [{"role": "user", "content": "hi"}])
     assert verdict.sanitized_fields is None
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}
+
+
+@pytest.mark.parametrize("media", ["allow", "flag", "block"])
+def test_media_no_detector_reads_follows_the_policy(make_shield, check, media: str) -> None:
+    shield = make_shield({"media": media, **policy(regex=regex())})
+    content = [{"type": "text", "text": "what is this?"}, IMAGE]
+    verdict = check(shield, [{"role": "user", "content": content}])
+    assert verdict.action is Action(media)
+    [finding] = verdict.findings
+    assert (finding.kind, finding.location) == ("UNSCANNED_MEDIA", "messages[0].content[1]")
+    assert verdict.to_dict()["findings"][0]["action"] == media
+
+
+def test_media_cannot_be_redacted(make_shield) -> None:
+    with pytest.raises(PolicyError, match="not redacted"):
+        make_shield("version: 1\nmedia: redact\ndetectors: {}\n")
+
+
+def test_strict_profile_blocks_media_and_balanced_records_it(check: Check) -> None:
+    messages = [{"role": "user", "content": [IMAGE]}]
+    with Shield.from_policy("strict") as strict, Shield.from_policy("balanced") as balanced:
+        assert check(strict, messages).action is Action.BLOCK
+        verdict = check(balanced, messages)
+    assert verdict.action is Action.ALLOW
+    assert [f.kind for f in verdict.findings] == ["UNSCANNED_MEDIA"]
 
 
 def test_output_messages(make_shield, check: Check) -> None:

@@ -57,6 +57,9 @@ class PartKind(enum.StrEnum):
     # often copied from third-party servers, and read by the model as text.
     TOOL_DEFINITION = "tool_definition"
     DOCUMENT = "document"
+    # An image, audio or file item: no text for detectors, but the policy's
+    # ``media`` action applies and the verdict records it.
+    MEDIA = "media"
 
 
 @dataclass(frozen=True, slots=True)

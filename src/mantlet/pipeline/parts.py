@@ -192,7 +192,9 @@ def _message_parts(index: int, message: object) -> list[TextPart]:
                 text = _require_str(item.get("refusal"), f"{item_where}.refusal")
                 path = (index, "content", j, "refusal")
                 parts.append(TextPart(f"{item_where}.refusal", text, kind, role, path))
-            elif item_type not in _NON_TEXT_ITEMS:
+            elif item_type in _NON_TEXT_ITEMS:
+                parts.append(TextPart(item_where, "", PartKind.MEDIA, role, (index, "content", j)))
+            else:
                 raise InvalidInputError(f"{item_where}.type {item_type!r} is not supported")
     elif content is not None:
         raise InvalidInputError(f"{where}.content must be a string, a list or null")
@@ -225,6 +227,8 @@ def _message_parts(index: int, message: object) -> list[TextPart]:
         text = _require_str(audio["transcript"], f"{where}.audio.transcript")
         path = (index, "audio", "transcript")
         parts.append(TextPart(f"{where}.audio.transcript", text, kind, role, path))
+    if isinstance(audio, Mapping) and audio.get("data"):  # generated speech
+        parts.append(TextPart(f"{where}.audio", "", PartKind.MEDIA, role, (index, "audio")))
     for position, (key, value) in enumerate(message.items()):
         if key in _SHAPED_MESSAGE_FIELDS or key in _ID_MESSAGE_FIELDS:
             continue

@@ -21,6 +21,7 @@ from mantlet.core.types import (
     DetectorReport,
     Finding,
     LayeredDetector,
+    PartKind,
     RunStatus,
     Side,
     Verdict,
@@ -47,6 +48,8 @@ from mantlet.policy.model import OnError, Policy
 Content = str | Sequence[Mapping[str, Any]]
 log = logging.getLogger(__name__)
 DEFERRED_NOTE = "flag-only layer; ran alongside the upstream call"
+# The finding that records an image, audio or file item no detector read.
+MEDIA_DETECTOR, UNSCANNED_MEDIA = "media", "UNSCANNED_MEDIA"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -265,6 +268,13 @@ class Shield:
                     )
             reports.append(outcome.report(kept))
         reports.extend(plan.skipped)
+        media = self.policy.media
+        for part in plan.parts:
+            if part.kind is PartKind.MEDIA:  # unread by any detector: say so, act per policy
+                findings.append(
+                    Finding(MEDIA_DETECTOR, UNSCANNED_MEDIA, 0, 0, 1.0, "", part.location, media)
+                )
+                actions.append(media)
 
         book = PlaceholderBook()
         sanitized = {

@@ -77,6 +77,18 @@ class Policy(BaseModel):
         description="Default per-detector timeout in milliseconds.",
     )
     detectors: dict[str, DetectorPolicy] = Field(default_factory=dict)
+    media: Action = Field(
+        Action.ALLOW,
+        description="Images, audio and files in messages, which no detector reads: allow"
+        " (each is still recorded in the verdict as UNSCANNED_MEDIA), flag or block.",
+    )
+
+    @field_validator("media")
+    @classmethod
+    def _media_action(cls, value: Action) -> Action:
+        if value is Action.REDACT:
+            raise ValueError("media can be allowed, flagged or blocked, not redacted")
+        return value
 
     @field_validator("detectors")
     @classmethod
