@@ -28,10 +28,18 @@ DetectFn = Callable[[str, ScanContext], Any]
 class FakeDetector:
     """A detector whose ``detect`` is any callable; records what it was given."""
 
-    def __init__(self, name: str, fn: DetectFn, sides: Side, light: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: DetectFn,
+        sides: Side,
+        light: bool = False,
+        reads_invisible: bool = False,
+    ) -> None:
         self.name = name
         self.sides = sides
         self.light = light
+        self.reads_invisible = reads_invisible
         self._fn = fn
         self.calls: list[tuple[str, ScanContext]] = []
         self._lock = threading.Lock()
@@ -52,14 +60,20 @@ class DetectorRegistrar:
         self.options_seen: dict[str, list[Mapping[str, Any]]] = {}
 
     def __call__(
-        self, name: str, fn: DetectFn, *, sides: Side = Side.BOTH, light: bool = False
+        self,
+        name: str,
+        fn: DetectFn,
+        *,
+        sides: Side = Side.BOTH,
+        light: bool = False,
+        reads_invisible: bool = False,
     ) -> str:
         assert name.startswith("test_"), "test detectors must be named test_*"
         assert name not in registry._FACTORIES, f"{name} is already registered"
 
         def factory(options: Mapping[str, Any]) -> FakeDetector:
             self.options_seen.setdefault(name, []).append(dict(options))
-            detector = FakeDetector(name, fn, sides, light)
+            detector = FakeDetector(name, fn, sides, light, reads_invisible)
             self.instances[name] = detector
             return detector
 

@@ -125,6 +125,24 @@ def test_secret_is_redacted_before_the_upstream(keys: KeyStore, app_key: str) ->
     assert response.headers["x-mantlet-input-action"] == "redact"
 
 
+def test_a_secret_split_by_zero_width_spaces_never_reaches_the_upstream(
+    keys: KeyStore, app_key: str
+) -> None:
+    """Stripping the zero-width spaces must not hand the upstream the key whole."""
+    upstream = FixedProvider("fixed", "ok")
+    split = "\u200b".join(AWS_KEY_ID[i : i + 4] for i in range(0, len(AWS_KEY_ID), 4))
+    with client_for(keys, {"fixed": upstream}, fixed=["fixed"]) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "fixed", "messages": [{"role": "user", "content": f"key {split}"}]},
+            headers={"Authorization": f"Bearer {app_key}"},
+        )
+    assert response.status_code == 200
+    [sent] = upstream.requests
+    [user] = [m for m in sent["messages"] if m["role"] == "user"]
+    assert user["content"] == "key <AWS_ACCESS_KEY_ID_1>"
+
+
 def test_injection_in_a_tool_message_is_blocked(keys: KeyStore, app_key: str) -> None:
     messages = [
         {"role": "user", "content": "Summarise my inbox."},

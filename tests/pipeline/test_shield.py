@@ -167,6 +167,32 @@ def test_remove_redaction_with_invisible_text(make_shield, check: Check) -> None
     assert smuggled.sanitized_text == "hi"
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c\u200d", "\u00ad", "\u2066", "\U000e0020"])
+def test_a_value_split_by_invisible_characters_is_still_found(
+    make_shield, check: Check, invisible: str
+) -> None:
+    """Removing the invisible characters would otherwise hand the upstream the
+    value whole: the other detectors see the text without them."""
+    remove = {"action": "redact", "redaction": "remove"}
+    shield = make_shield(policy(regex=regex(), invisible_text=remove))
+    verdict = check(shield, f"id tok-{invisible}12{invisible}34 end")
+    assert verdict.sanitized_text == "id <TOKEN_1> end"
+    [token] = [f for f in verdict.findings if f.kind == "TOKEN"]
+    assert (token.start, token.end) == (3, 11 + 2 * len(invisible))  # the original's offsets
+    assert {f.kind for f in verdict.findings} - {"TOKEN"}  # the characters are reported too
+
+
+def test_detectors_that_read_invisible_characters_see_them(make_shield, register_detector, check):
+    plain = register_detector("test_plain", lambda text, ctx: [])
+    raw = register_detector("test_raw", lambda text, ctx: [], reads_invisible=True)
+    shield = make_shield(policy(**{plain: {}, raw: {}}))
+    check(shield, "a\u200bb")
+    seen = {
+        name: [text for text, _ in register_detector.instances[name].calls] for name in (plain, raw)
+    }
+    assert seen == {plain: ["ab"], raw: ["a\u200bb"]}
+
+
 def test_findings_are_sorted_by_location_then_offset(make_shield, check: Check) -> None:
     rules = ({"kind": "B", "pattern": "bbb"}, {"kind": "A", "pattern": "aaa"})
     shield = make_shield(policy(regex=regex(*rules)))

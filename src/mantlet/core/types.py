@@ -119,6 +119,11 @@ class Detector(Protocol):
     with no model (regexes, checksums): on short texts the pipeline then runs
     it on the caller's thread, since a thread hop would cost more than the
     scan itself.
+
+    The pipeline hands a detector the text with invisible characters removed
+    (``mantlet.core.invisible``) and maps its findings back, so a value split
+    by zero-width spaces is found whole; a detector that must see them (the
+    one that reports them) sets ``reads_invisible = True``.
     """
 
     name: str

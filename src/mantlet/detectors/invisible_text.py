@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mantlet.core.invisible import BIDI, TAGS, ZERO_WIDTH
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
@@ -17,9 +18,9 @@ from mantlet.detectors._options import parse_options
 # (kind, score, character class). A single character class repeated with `+`
 # cannot backtrack, so Python's `re` stays linear here.
 _CLASSES: tuple[tuple[str, float, str], ...] = (
-    ("TAG_CHARACTERS", 1.0, "\U000e0000-\U000e007f"),
-    ("BIDI_CONTROL", 0.8, "\u202a-\u202e\u2066-\u2069"),
-    ("ZERO_WIDTH", 0.6, "\u200b-\u200f\u2060-\u2064\ufeff\u180e"),
+    ("TAG_CHARACTERS", 1.0, TAGS),
+    ("BIDI_CONTROL", 0.8, BIDI),
+    ("ZERO_WIDTH", 0.6, ZERO_WIDTH),
 )
 
 
@@ -52,6 +53,7 @@ class InvisibleTextDetector:
     name = "invisible_text"
     sides = Side.BOTH
     light = True  # linear-time pass, no model
+    reads_invisible = True  # it reports them, so it sees them
 
     def __init__(self, options: InvisibleTextOptions) -> None:
         self._options = options

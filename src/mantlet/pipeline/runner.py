@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mantlet.core.invisible import visible
 from mantlet.core.types import Detector, DetectorReport, Finding, RunStatus, ScanContext, Side
 from mantlet.errors import MantletError
 from mantlet.pipeline.parts import TextPart
@@ -64,13 +65,24 @@ def _safe_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _checked(findings: object, name: str, text: str, location: str) -> list[Finding]:
+def _checked(findings: object, name: str, text: str) -> list[Finding]:
     if not isinstance(findings, list) or not all(isinstance(f, Finding) for f in findings):
         raise MantletError(f"detector {name!r} returned something other than list[Finding]")
     for finding in findings:
         if finding.end > len(text):
             raise MantletError(f"detector {name!r} returned a span beyond the text")
-    return [dataclasses.replace(f, detector=name, location=location) for f in findings]
+    return findings
+
+
+def _scan(detector: Detector, name: str, text: str, context: ScanContext) -> list[Finding]:
+    """One detector on one text, seen without invisible characters unless the
+    detector reads them; findings come back in the original's offsets."""
+    view = None if getattr(detector, "reads_invisible", False) else visible(text)
+    if view is None:
+        return _checked(detector.detect(text, context), name, text)
+    found = _checked(detector.detect(view.text, context), name, view.text)
+    spans = [view.original_span(f.start, f.end) for f in found]
+    return [dataclasses.replace(f, start=s, end=e) for f, (s, e) in zip(found, spans, strict=True)]
 
 
 def run_job(job: Job) -> Outcome:
@@ -80,15 +92,13 @@ def run_job(job: Job) -> Outcome:
     # A request repeats itself (tool schemas are full of "string" and
     # "object"; chat clients resend earlier turns): a text seen in the same
     # context is scanned once. Findings depend on nothing else.
-    seen: dict[tuple[str, str, str | None], object] = {}
+    seen: dict[tuple[str, str, str | None], list[Finding]] = {}
     try:
         for part in job.parts:
             if not part.text:
                 continue
             key = (part.text, part.kind.value, part.role)
-            if key in seen:
-                raw = seen[key]
-            else:
+            if key not in seen:
                 context = ScanContext(
                     side=job.side,
                     part=part.kind,
@@ -96,8 +106,10 @@ def run_job(job: Job) -> Outcome:
                     tenant=job.tenant,
                     metadata=job.metadata,
                 )
-                raw = seen[key] = job.detector.detect(part.text, context)
-            findings.extend(_checked(raw, job.name, part.text, part.location))
+                seen[key] = _scan(job.detector, job.name, part.text, context)
+            findings.extend(
+                dataclasses.replace(f, detector=job.name, location=part.location) for f in seen[key]
+            )
     except Exception as exc:  # noqa: BLE001 - any failure must become a recorded verdict
         log.warning("detector %s failed: %s", job.name, type(exc).__name__)
         elapsed = (time.perf_counter() - started) * 1000

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import unquote
 
+from mantlet.core.invisible import BIDI, INVISIBLE_RUN, TAGS, ZERO_WIDTH
+
 __all__ = ["Normalized", "Variant", "normalize"]
 
 # Decoded segments longer than this are cut: the payload that matters sits at
@@ -48,10 +50,7 @@ _MAX_ROT13_LINES = 1000
 
 # --- invisible characters ---------------------------------------------------
 
-_ZERO_WIDTH = "\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff"
-_BIDI = "\u202a-\u202e\u2066-\u2069"
-_TAGS = "\U000e0000-\U000e007f"
-_INVISIBLE_RUN = re.compile(f"[{_ZERO_WIDTH}{_BIDI}{_TAGS}]+")
+_ZERO_WIDTH, _BIDI, _TAGS, _INVISIBLE_RUN = ZERO_WIDTH, BIDI, TAGS, INVISIBLE_RUN
 _ZERO_WIDTH_CHAR = re.compile(f"[{_ZERO_WIDTH}]")
 _BIDI_CHAR = re.compile(f"[{_BIDI}]")
 _TAG_CHAR = re.compile(f"[{_TAGS}]")
