@@ -34,12 +34,12 @@ class FakeDetector:
         fn: DetectFn,
         sides: Side,
         light: bool = False,
-        reads_invisible: bool = False,
+        reads_original: bool = False,
     ) -> None:
         self.name = name
         self.sides = sides
         self.light = light
-        self.reads_invisible = reads_invisible
+        self.reads_original = reads_original
         self._fn = fn
         self.calls: list[tuple[str, ScanContext]] = []
         self._lock = threading.Lock()
@@ -66,14 +66,14 @@ class DetectorRegistrar:
         *,
         sides: Side = Side.BOTH,
         light: bool = False,
-        reads_invisible: bool = False,
+        reads_original: bool = False,
     ) -> str:
         assert name.startswith("test_"), "test detectors must be named test_*"
         assert name not in registry._FACTORIES, f"{name} is already registered"
 
         def factory(options: Mapping[str, Any]) -> FakeDetector:
             self.options_seen.setdefault(name, []).append(dict(options))
-            detector = FakeDetector(name, fn, sides, light, reads_invisible)
+            detector = FakeDetector(name, fn, sides, light, reads_original)
             self.instances[name] = detector
             return detector
 

@@ -182,9 +182,22 @@ def test_a_value_split_by_invisible_characters_is_still_found(
     assert {f.kind for f in verdict.findings} - {"TOKEN"}  # the characters are reported too
 
 
+@pytest.mark.parametrize(
+    "written", ["tok-\uff11\uff12\uff13\uff14", "tok-\U0001d7cf\U0001d7d0\U0001d7d1\U0001d7d2"]
+)
+def test_compatibility_forms_are_read_as_a_model_reads_them(make_shield, check, written) -> None:
+    """Fullwidth or mathematical digits are digits to a model; to a regex,
+    only once folded."""
+    shield = make_shield(policy(regex=regex()))
+    verdict = check(shield, f"id {written} end")
+    assert verdict.sanitized_text == "id <TOKEN_1> end"
+    [token] = verdict.findings
+    assert (token.start, token.end) == (3, 3 + len(written))
+
+
 def test_detectors_that_read_invisible_characters_see_them(make_shield, register_detector, check):
     plain = register_detector("test_plain", lambda text, ctx: [])
-    raw = register_detector("test_raw", lambda text, ctx: [], reads_invisible=True)
+    raw = register_detector("test_raw", lambda text, ctx: [], reads_original=True)
     shield = make_shield(policy(**{plain: {}, raw: {}}))
     check(shield, "a\u200bb")
     seen = {

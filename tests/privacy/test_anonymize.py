@@ -85,3 +85,10 @@ def test_parquet_columns(tmp_path: Path) -> None:
     assert anonymizer.parquet(str(source), str(target), {"email": "EMAIL_ADDRESS"}) == 2
     out = pq.read_table(target).to_pydict()
     assert out == {"email": ["*" * 13, None], "n": [1, 2], "note": ["hi", "*" * 7]}
+
+
+def test_fullwidth_values_are_anonymized_in_the_original_text() -> None:
+    anonymizer = StructuredAnonymizer(DETECTOR, transform_for(Method.MASK))
+    card = "".join(chr(ord(c) + 0xFEE0) for c in "4111111111111111")
+    [out] = anonymizer.texts([f"paid with {card} today"])
+    assert out == "paid with " + "*" * 16 + " today"

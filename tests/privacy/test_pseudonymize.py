@@ -151,3 +151,18 @@ def test_the_tenant_scopes_the_detectors_caches() -> None:
     assert backend.cache_hits == 0
     p.pseudonymize(text, "a\x1fc2", tenant="a")
     assert backend.cache_hits == 1
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_values_in_fullwidth_or_split_by_zero_width_spaces_are_pseudonymized() -> None:
+    """A model reads ４１１１… as a card number: it gets a surrogate, and the
+    caller gets back exactly the form they wrote."""
+    p = pseudonymizer()
+    card, mail = fullwidth("4111 1111 1111 1111"), "jane\u200b.roe@exam\u200bple.org"
+    text = f"card {card}, mail {mail}"
+    out = p.pseudonymize(text, "c")
+    assert out == "card <CREDIT_CARD_1>, mail <EMAIL_ADDRESS_1>"
+    assert p.restore(out, "c") == text

@@ -120,10 +120,11 @@ class Detector(Protocol):
     it on the caller's thread, since a thread hop would cost more than the
     scan itself.
 
-    The pipeline hands a detector the text with invisible characters removed
-    (``mantlet.core.invisible``) and maps its findings back, so a value split
-    by zero-width spaces is found whole; a detector that must see them (the
-    one that reports them) sets ``reads_invisible = True``.
+    The pipeline hands a detector the text folded as a model reads it
+    (``mantlet.core.folding``: invisible characters removed, fullwidth and
+    other compatibility forms NFKC-folded) and maps its findings back; a
+    detector that must see the original (the one reporting invisible
+    characters) sets ``reads_original = True``.
     """
 
     name: str

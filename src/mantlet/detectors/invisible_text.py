@@ -53,7 +53,7 @@ class InvisibleTextDetector:
     name = "invisible_text"
     sides = Side.BOTH
     light = True  # linear-time pass, no model
-    reads_invisible = True  # it reports them, so it sees them
+    reads_original = True  # it reports them, so it sees them
 
     def __init__(self, options: InvisibleTextOptions) -> None:
         self._options = options

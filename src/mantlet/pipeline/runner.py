@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mantlet.core.invisible import visible
+from mantlet.core.folding import FoldedText, seen_text, unfold
 from mantlet.core.types import Detector, DetectorReport, Finding, RunStatus, ScanContext, Side
 from mantlet.errors import MantletError
 from mantlet.pipeline.parts import TextPart
@@ -43,6 +43,8 @@ class Job:
     side: Side
     tenant: str | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Folded views of the parts' texts that have one, computed once per check.
+    folded: Mapping[str, FoldedText] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -74,15 +76,16 @@ def _checked(findings: object, name: str, text: str) -> list[Finding]:
     return findings
 
 
-def _scan(detector: Detector, name: str, text: str, context: ScanContext) -> list[Finding]:
-    """One detector on one text, seen without invisible characters unless the
-    detector reads them; findings come back in the original's offsets."""
-    view = None if getattr(detector, "reads_invisible", False) else visible(text)
-    if view is None:
-        return _checked(detector.detect(text, context), name, text)
-    found = _checked(detector.detect(view.text, context), name, view.text)
-    spans = [view.original_span(f.start, f.end) for f in found]
-    return [dataclasses.replace(f, start=s, end=e) for f, (s, e) in zip(found, spans, strict=True)]
+def _scan(
+    detector: Detector, name: str, text: str, context: ScanContext, folded: FoldedText | None
+) -> list[Finding]:
+    """One detector on one text, folded (``mantlet.core.folding``) unless the
+    detector reads the original itself; findings come back in the original's
+    offsets."""
+    if getattr(detector, "reads_original", False):
+        folded = None
+    seen = seen_text(text, folded)
+    return unfold(_checked(detector.detect(seen, context), name, seen), folded)
 
 
 def run_job(job: Job) -> Outcome:
@@ -106,7 +109,8 @@ def run_job(job: Job) -> Outcome:
                     tenant=job.tenant,
                     metadata=job.metadata,
                 )
-                seen[key] = _scan(job.detector, job.name, part.text, context)
+                folded = job.folded.get(part.text)
+                seen[key] = _scan(job.detector, job.name, part.text, context, folded)
             findings.extend(
                 dataclasses.replace(f, detector=job.name, location=part.location) for f in seen[key]
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from mantlet.core.folding import fold
 from mantlet.core.registry import create
 from mantlet.core.types import (
     Action,
@@ -226,6 +227,7 @@ class Shield:
             raise InvalidInputError(
                 f"content must be a string or a list of messages, got {type(content).__name__}"
             )
+        folded = {p.text: view for p in parts if p.text and (view := fold(p.text)) is not None}
         jobs, skipped = [], []
         for name, settings in self.policy.detectors.items():
             detector = self._detectors.get(name)
@@ -238,7 +240,8 @@ class Shield:
                 )
                 continue
             timeout = self.policy.timeout_for(name)
-            jobs.append(Job(name, detector, parts, timeout, side, tenant, dict(metadata or {})))
+            context = dict(metadata or {})
+            jobs.append(Job(name, detector, parts, timeout, side, tenant, context, folded))
         return _Plan(side, parts, jobs, skipped, messages, bool(documents), fields, started)
 
     def _assemble(self, plan: _Plan, outcomes: list[Outcome]) -> Verdict:

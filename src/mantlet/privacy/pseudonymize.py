@@ -10,6 +10,7 @@ from typing import Any
 
 import re2
 
+from mantlet.core.folding import fold, seen_text, unfold
 from mantlet.core.types import Finding, ScanContext
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.pii import PiiDetector
@@ -47,8 +48,10 @@ class Pseudonymizer:
     def findings(self, text: str, tenant: str | None = None) -> list[Finding]:
         # The tenant scopes the detector's caches (a hit must not be timeable
         # by another tenant).
-        found = self.detector.detect(text, ScanContext(tenant=tenant))
-        return strongest_per_region(f for f in found if f.score >= self.threshold)
+        folded = fold(text)  # as the shield sees it: a fullwidth card is a card
+        found = self.detector.detect(seen_text(text, folded), ScanContext(tenant=tenant))
+        kept = (f for f in unfold(found, folded) if f.score >= self.threshold)
+        return strongest_per_region(kept)
 
     def pseudonymize(
         self,

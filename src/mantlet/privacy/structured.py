@@ -12,6 +12,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+from mantlet.core.folding import fold, seen_text, unfold
 from mantlet.detectors.pii import PiiDetector
 from mantlet.errors import ConfigError
 from mantlet.privacy.anonymize import Transform, apply
@@ -32,8 +33,11 @@ class StructuredAnonymizer:
         out: list[str] = []
         for i in range(0, len(values), _BATCH):
             batch = values[i : i + _BATCH]
-            for text, found in zip(batch, self.detector.detect_many(batch), strict=True):
-                kept = [f for f in found if f.score >= self.threshold]
+            folds = [fold(text) for text in batch]  # fullwidth digits are still digits
+            seen = [seen_text(text, folded) for text, folded in zip(batch, folds, strict=True)]
+            found_all = self.detector.detect_many(seen)
+            for text, folded, found in zip(batch, folds, found_all, strict=True):
+                kept = [f for f in unfold(found, folded) if f.score >= self.threshold]
                 out.append(apply(text, kept, self.transform))
         return out
 

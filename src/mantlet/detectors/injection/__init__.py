@@ -83,7 +83,7 @@ class InjectionDetector:
     sides = Side.INPUT
     # The learned layer only feeds the combined PROMPT_INJECTION score.
     slow_kinds = frozenset({OVERALL_KIND})
-    reads_invisible = True  # its normalizer strips them and flags their use
+    reads_original = True  # its normalizer strips them and flags their use
 
     def __init__(self, options: InjectionOptions | None = None) -> None:
         self._options = options or InjectionOptions()
