@@ -258,6 +258,25 @@ def test_assignment_span_covers_only_the_value() -> None:
     assert finding.kind == "PASSWORD"
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # A base64 value ends in "=": read as a type annotation plus an
+        # assignment, it made the next line's key the "password".
+        ("password: U3VwM3JTM2NyZXRQYXNzdzByZCE=\n  user: admin\n", "U3VwM3JTM2NyZXRQYXNzdzByZCE="),
+        ("api_secret: c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OQ==\nregion: eu-west-1\n", None),
+    ],
+)
+def test_an_assignment_never_takes_its_value_from_the_next_line(
+    text: str, value: str | None
+) -> None:
+    found = create("secrets").detect(text, ScanContext())
+    values = [text[f.start : f.end] for f in found]
+    assert all("\n" not in v and not v.endswith(":") for v in values)
+    if value is not None:
+        assert values == [value]
+
+
 def test_overlapping_rules_keep_the_most_specific_finding() -> None:
     token = "sk-proj-" + tok(AN, 40) + "T3BlbkFJ" + tok(AN, 40)
     findings = create("secrets").detect(f'api_key = "{token}"', ScanContext())

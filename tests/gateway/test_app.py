@@ -3,6 +3,7 @@ openai SDK pointed at it, with the echo upstream and test providers."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import socket
@@ -141,6 +142,25 @@ def test_a_secret_split_by_zero_width_spaces_never_reaches_the_upstream(
     [sent] = upstream.requests
     [user] = [m for m in sent["messages"] if m["role"] == "user"]
     assert user["content"] == "key <AWS_ACCESS_KEY_ID_1>"
+
+
+def test_a_key_in_a_pasted_kubernetes_secret_never_reaches_the_upstream(
+    keys: KeyStore, app_key: str
+) -> None:
+    upstream = FixedProvider("fixed", "ok")
+    encoded = base64.b64encode(AWS_KEY_ID.encode()).decode()
+    manifest = f"kind: Secret\ndata:\n  aws_access_key_id: {encoded}\n"
+    with client_for(keys, {"fixed": upstream}, fixed=["fixed"]) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "fixed", "messages": [{"role": "user", "content": manifest}]},
+            headers={"Authorization": f"Bearer {app_key}"},
+        )
+    assert response.status_code == 200
+    [sent] = upstream.requests
+    [user] = [m for m in sent["messages"] if m["role"] == "user"]
+    assert encoded not in user["content"]
+    assert "aws_access_key_id: <AWS_ACCESS_KEY_ID_1>" in user["content"]
 
 
 def test_injection_in_a_tool_message_is_blocked(keys: KeyStore, app_key: str) -> None:

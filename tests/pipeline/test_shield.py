@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import copy
 import json
@@ -193,6 +194,19 @@ def test_compatibility_forms_are_read_as_a_model_reads_them(make_shield, check, 
     assert verdict.sanitized_text == "id <TOKEN_1> end"
     [token] = verdict.findings
     assert (token.start, token.end) == (3, 3 + len(written))
+
+
+@pytest.mark.parametrize("encode", [lambda t: base64.b64encode(t).decode(), bytes.hex])
+def test_a_value_inside_base64_or_hex_redacts_the_whole_segment(make_shield, check, encode):
+    """A model decodes base64 as readily as it reads: a key pasted from a
+    Kubernetes Secret is still the key."""
+    segment = encode(b"token tok-4242 inside")
+    shield = make_shield(policy(regex=regex()))
+    verdict = check(shield, f"data: {segment} end")
+    assert verdict.sanitized_text == "data: <TOKEN_1> end"
+    [token] = verdict.findings
+    assert (token.start, token.end) == (6, 6 + len(segment))
+    assert token.detail.endswith(("(in base64)", "(in hex)"))
 
 
 def test_detectors_that_read_invisible_characters_see_them(make_shield, register_detector, check):

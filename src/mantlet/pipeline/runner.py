@@ -22,12 +22,15 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mantlet.core.folding import FoldedText, seen_text, unfold
 from mantlet.core.types import Detector, DetectorReport, Finding, RunStatus, ScanContext, Side
 from mantlet.errors import MantletError
 from mantlet.pipeline.parts import TextPart
+
+if TYPE_CHECKING:
+    from mantlet.detectors.injection.normalize import Variant
 
 log = logging.getLogger(__name__)
 # Light detectors run inline while the job's text stays under this size.
@@ -43,8 +46,10 @@ class Job:
     side: Side
     tenant: str | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    # Folded views of the parts' texts that have one, computed once per check.
+    # Folded views of the parts' texts that have one, and the encoded segments
+    # (spans in the original) of those that have some; computed once per check.
     folded: Mapping[str, FoldedText] = field(default_factory=dict)
+    encoded: Mapping[str, Sequence[Variant]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -77,15 +82,28 @@ def _checked(findings: object, name: str, text: str) -> list[Finding]:
 
 
 def _scan(
-    detector: Detector, name: str, text: str, context: ScanContext, folded: FoldedText | None
+    detector: Detector,
+    name: str,
+    text: str,
+    context: ScanContext,
+    folded: FoldedText | None,
+    encoded: Sequence[Variant],
 ) -> list[Finding]:
     """One detector on one text, folded (``mantlet.core.folding``) unless the
     detector reads the original itself; findings come back in the original's
-    offsets."""
+    offsets. What base64 or hex segments decode to is scanned too: a finding
+    there covers the whole encoded segment."""
     if getattr(detector, "reads_original", False):
-        folded = None
+        return _checked(detector.detect(text, context), name, text)
     seen = seen_text(text, folded)
-    return unfold(_checked(detector.detect(seen, context), name, seen), folded)
+    found = unfold(_checked(detector.detect(seen, context), name, seen), folded)
+    for variant in encoded:
+        for inner in _checked(detector.detect(variant.text, context), name, variant.text):
+            detail = f"{inner.detail} (in {variant.kind})" if inner.detail else f"in {variant.kind}"
+            found.append(
+                dataclasses.replace(inner, start=variant.start, end=variant.end, detail=detail)
+            )
+    return found
 
 
 def run_job(job: Job) -> Outcome:
@@ -109,8 +127,8 @@ def run_job(job: Job) -> Outcome:
                     tenant=job.tenant,
                     metadata=job.metadata,
                 )
-                folded = job.folded.get(part.text)
-                seen[key] = _scan(job.detector, job.name, part.text, context, folded)
+                folded, encoded = job.folded.get(part.text), job.encoded.get(part.text, ())
+                seen[key] = _scan(job.detector, job.name, part.text, context, folded, encoded)
             findings.extend(
                 dataclasses.replace(f, detector=job.name, location=part.location) for f in seen[key]
             )

@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from mantlet.core.folding import fold
+from mantlet.core.folding import FoldedText, fold, seen_text
 from mantlet.core.registry import create
 from mantlet.core.types import (
     Action,
@@ -45,6 +45,9 @@ from mantlet.pipeline.redaction import (
 from mantlet.pipeline.runner import Job, Launched, Outcome, collect, run_async, run_gate, run_sync
 from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
 from mantlet.policy.model import OnError, Policy
+
+if TYPE_CHECKING:
+    from mantlet.detectors.injection.normalize import Variant
 
 Content = str | Sequence[Mapping[str, Any]]
 log = logging.getLogger(__name__)
@@ -228,6 +231,11 @@ class Shield:
                 f"content must be a string or a list of messages, got {type(content).__name__}"
             )
         folded = {p.text: view for p in parts if p.text and (view := fold(p.text)) is not None}
+        encoded = {}
+        for text in {p.text for p in parts if p.text}:
+            variants = _encoded_in_original(text, folded.get(text))
+            if variants:
+                encoded[text] = variants
         jobs, skipped = [], []
         for name, settings in self.policy.detectors.items():
             detector = self._detectors.get(name)
@@ -241,7 +249,7 @@ class Shield:
                 continue
             timeout = self.policy.timeout_for(name)
             context = dict(metadata or {})
-            jobs.append(Job(name, detector, parts, timeout, side, tenant, context, folded))
+            jobs.append(Job(name, detector, parts, timeout, side, tenant, context, folded, encoded))
         return _Plan(side, parts, jobs, skipped, messages, bool(documents), fields, started)
 
     def _assemble(self, plan: _Plan, outcomes: list[Outcome]) -> Verdict:
@@ -355,3 +363,19 @@ def _sanitized(verdict: Verdict) -> tuple[Any, ...]:
         verdict.sanitized_fields,
         verdict.sanitized_text,
     )
+
+
+def _encoded_in_original(text: str, folded: FoldedText | None) -> list[Variant]:
+    """Base64 and hex segments of what detectors see, with original spans."""
+    # The injection normalizer's decoders, imported on first use: `import
+    # mantlet` loads no detector module.
+    from mantlet.detectors.injection.normalize import encoded_variants
+
+    variants = encoded_variants(seen_text(text, folded))
+    if folded is None:
+        return variants
+    out = []
+    for variant in variants:
+        start, end = folded.original_span(variant.start, variant.end)
+        out.append(dataclasses.replace(variant, start=start, end=end))
+    return out

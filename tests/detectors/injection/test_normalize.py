@@ -11,7 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mantlet.detectors.injection.normalize import Normalized, Variant, normalize
+from mantlet.detectors.injection.normalize import (
+    Normalized,
+    Variant,
+    encoded_variants,
+    normalize,
+)
 
 # The package re-exports the function under the module's name.
 normalize_module = importlib.import_module("mantlet.detectors.injection.normalize")
@@ -433,3 +438,21 @@ def test_one_megabyte_of_adversarial_input_finishes(text: str) -> None:
     assert time.perf_counter() - started < 5.0  # a guard against blow-ups, not a benchmark
     assert len(result.variants) <= 16
     assert all(len(v.text) <= max(20_000, len(result.text)) for v in result.variants)
+
+
+def test_encoded_variants_cover_every_occurrence_and_nesting() -> None:
+    key = "AKIA" + "Q3EGRIMNDTZ4PVBX"
+    once = base64.b64encode(key.encode()).decode()
+    twice = base64.b64encode(once.encode()).decode()
+    text = f"a {once} b {key.encode().hex()} c {once} d {twice}"
+    found = [(v.kind, v.text, text[v.start : v.end]) for v in encoded_variants(text)]
+    assert ("base64", key, once) in found
+    assert ("hex", key, key.encode().hex()) in found
+    assert [v for v in found if v[2] == once and v[1] == key] == [("base64", key, once)] * 2
+    assert ("base64", key, twice) in found  # the second level, spanning the outer segment
+    assert encoded_variants("no encoded segments here, 1234") == []
+
+
+def test_encoded_variants_are_capped() -> None:
+    segment = base64.b64encode(b"a sentence of words to decode").decode()
+    assert len(encoded_variants(" ".join([segment] * 200), limit=10)) == 10

@@ -28,7 +28,7 @@ import itertools
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import unquote
@@ -347,6 +347,43 @@ def normalize(text: str, *, max_variants: int = 16) -> Normalized:
     variants += _select(_unique(second, canonical, seen), max_variants - len(variants))
     flags.update(_FLAG_OF_KIND[v.kind] for v in (*first, *second))
     return Normalized(text, canonical, frozenset(flags), tuple(variants), offsets)
+
+
+def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
+    """Base64 and hex segments of ``text`` that decode to text, and what
+    those hide in turn, every occurrence (at most ``limit``, decoding stops
+    there); spans are in ``text``.
+
+    For detectors of values rather than instructions (secrets, PII): a key
+    pasted from a Kubernetes Secret manifest is base64, and a model decodes it
+    as readily as it reads it.
+    """
+    variants = [
+        Variant(kind, decoded, start, end)
+        for kind, decoded, start, end in itertools.islice(_encoded_segments(text), limit)
+    ]
+    variants.sort(key=lambda v: (v.start, v.end))
+    for parent in list(variants):
+        room = limit - len(variants)
+        inner = _encoded_segments(_clean(parent.text))
+        variants += (
+            Variant(kind, decoded, parent.start, parent.end)
+            for kind, decoded, _, _ in itertools.islice(inner, max(room, 0))
+        )
+    return variants
+
+
+def _encoded_segments(text: str) -> Iterator[_Decoded]:
+    """Base64 then hex segments that decode to text, decoded one at a time."""
+    for match in _BASE64_RUN.finditer(text):
+        decoded = _decode_base64(match.group())
+        if decoded is not None:
+            yield "base64", decoded, match.start(), match.end()
+    for pattern, digits_of in _HEX_FORMS:
+        for match in pattern.finditer(text):
+            decoded = _decode_hex(digits_of(match.group()))
+            if decoded is not None:
+                yield "hex", decoded, match.start(), match.end()
 
 
 # --- stage 1: invisible characters ------------------------------------------
