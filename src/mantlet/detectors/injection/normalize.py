@@ -106,6 +106,7 @@ _MIXED_WORD = re.compile(rf"\b(?=\w*?[A-Za-z])(?=\w*?[{_HOMOGLYPH_CLASS}])\w+")
 
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
+_HAS_LETTER = re.compile(r"[A-Za-z]")
 # `\x49\x67...` and `49 67 6e ...`: a class run, split and checked in Python.
 _ESCAPED_HEX_RUN = re.compile(r"\\[xX][0-9A-Fa-f]{2}[\\xX0-9A-Fa-f]{10,}")
 _SPACED_HEX_RUN = re.compile(r"[0-9A-Fa-f]{2}[ :][0-9A-Fa-f :]{9,}")
@@ -376,7 +377,10 @@ def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
 def _encoded_segments(text: str) -> Iterator[_Decoded]:
     """Base64 then hex segments that decode to text, decoded one at a time."""
     for match in _BASE64_RUN.finditer(text):
-        decoded = _decode_base64(match.group())
+        run = match.group()
+        if not _HAS_LETTER.search(run):  # ids and numbers; encoded text has letters
+            continue
+        decoded = _decode_base64(run)
         if decoded is not None:
             yield "base64", decoded, match.start(), match.end()
     for pattern, digits_of in _HEX_FORMS:
