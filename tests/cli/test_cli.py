@@ -94,6 +94,9 @@ def test_malformed_messages_json_is_a_clear_error() -> None:
     code, _, err = run("scan", "--messages", "-", input="{not json")
     assert code == 2
     assert "not JSON" in err
+    code, _, err = run("scan", "--messages", "-", input="[" * 100_000 + "]" * 100_000)
+    assert code == 2
+    assert "nests too deeply" in err
     code, _, err = run("scan", "--messages", "-", input='[{"role": "wizard", "content": "x"}]')
     assert code == 2
     assert "messages[0].role" in err

@@ -235,6 +235,19 @@ def test_answer_is_guarded_on_the_way_out(keys: KeyStore, app_key: str) -> None:
             "model_not_found",
         ),
         (b"{" + b" " * 20_000 + b"}", {}, 413, "body_too_large"),
+        (b"null", {}, 400, "invalid_request"),
+        # Nesting: past the checked limit, and past what the JSON parser's
+        # own recursion allows (both answered 500 once).
+        (
+            b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "tools": '
+            + b"[" * 100
+            + b"]" * 100
+            + b"}",
+            {},
+            400,
+            "invalid_json",
+        ),
+        (b'{"a": ' + b"[" * 4000 + b"]" * 4000 + b"}", {}, 400, "invalid_json"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
@@ -364,6 +377,14 @@ async def test_openai_compatible_provider_retries_then_maps_errors() -> None:
     with pytest.raises(ProviderError, match="HTTP 400"):
         await refusing.send("chat/completions", {"model": "m", "messages": []})
     await refusing.aclose()
+
+    deep = b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # past the parser's recursion
+    nested = OpenAICompatibleProvider(
+        upstream, transport=httpx.MockTransport(lambda r: httpx.Response(200, content=deep))
+    )
+    with pytest.raises(ProviderError, match="invalid JSON"):
+        await nested.send("chat/completions", {"model": "m", "messages": []})
+    await nested.aclose()
 
 
 @pytest.mark.asyncio

@@ -268,3 +268,33 @@ def test_images_follow_the_policy_and_are_on_the_record(
     [inputs] = [d for d in record["decisions"] if d["side"] == "input"]
     assert inputs["findings"] == {"UNSCANNED_MEDIA": 1}
     assert inputs["action"] == ("allow" if status == 200 else "block")
+
+
+def test_the_number_of_strings_in_other_fields_is_capped(keys: KeyStore, key: str) -> None:
+    provider = RecordingProvider("rec", {"role": "assistant", "content": "ok"})
+    settings = GatewaySettings.model_validate(
+        {
+            "upstreams": [{"name": "rec", "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": ["rec"]}],
+            "max_field_strings": 50,
+        }
+    )
+    with TestClient(create_app(settings, keys=keys, providers={"rec": provider})) as c:
+        fine = post(c, key, "/v1/chat/completions", chat_body(stop=["a"] * 50))
+        over = post(
+            c, key, "/v1/chat/completions", chat_body(metadata={str(i): "v" for i in range(26)})
+        )
+    assert fine.status_code == 200
+    assert over.status_code == 400
+    assert over.json()["error"]["code"] == "too_many_items"
+    assert len(provider.requests) == 1
+
+
+def test_an_answer_the_guard_cannot_read_is_an_upstream_error(keys: KeyStore, key: str) -> None:
+    message = {"role": "assistant", "content": [{"type": "video", "video": "..."}]}
+    provider = RecordingProvider("rec", message)
+    with client(keys, provider) as c:
+        response = post(c, key, "/v1/chat/completions", chat_body())
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "not supported" in response.json()["error"]["message"]

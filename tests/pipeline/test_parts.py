@@ -431,3 +431,12 @@ def test_rebuild_messages_reaches_other_message_fields() -> None:
     messages = [{"role": "assistant", "content": None, "reasoning_content": "the key is K"}]
     rebuilt = rebuild_messages(messages, {(0, "reasoning_content"): "the key is <S_1>"})
     assert rebuilt[0]["reasoning_content"] == "the key is <S_1>"
+
+
+def test_fields_nesting_too_deep_are_rejected() -> None:
+    deep: Any = "x"
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(InvalidInputError, match="nests deeper than 64 levels"):
+        field_parts({"tools": deep})
+    assert [p.text for p in field_parts({"tools": [[["x"]]]})] == ["x"]

@@ -37,6 +37,11 @@ def diagnostics() -> Iterator[None]:
             raise
         stderr.print(f"[bold red]error:[/] {exc.diagnostics()}", highlight=False, markup=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except RecursionError:  # JSON (or YAML) nested past what a parser's stack allows
+        if _state["verbose"]:
+            raise
+        stderr.print("[bold red]error:[/] input nests too deeply to read", markup=True)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def read_text(text: str | None, file: Path | None) -> str:

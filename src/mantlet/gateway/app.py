@@ -35,6 +35,7 @@ from mantlet.audit import merkle
 from mantlet.core.types import Action, Verdict
 from mantlet.crypto.tenant_keys import TenantErased
 from mantlet.detectors import canary as canaries
+from mantlet.errors import InvalidInputError
 from mantlet.gateway.accountability import (
     Accountability,
     AuditUnavailable,
@@ -64,6 +65,10 @@ from mantlet.watermark import current_tenant
 _MFA_PERMISSIONS = frozenset({"keys:manage", "audit:checkpoint"})
 # How often the audit log's SQLite write-ahead log is folded into the database.
 _WAL_CHECKPOINT_S = 1.0
+# Deeper JSON is refused: no OpenAI request nests anywhere near it, and the
+# scanning and copying code downstream recurses.
+_MAX_JSON_DEPTH = 64
+_TOO_DEEP = object()
 # Routes that decide nothing and are not recorded in the audit log.
 _UNAUDITED = frozenset({"/healthz", "/readyz", "/.well-known/mantlet/keys.json"})
 # Each request's verdicts, collected for its audit record.
@@ -821,7 +826,7 @@ def create_app(
             conversation = gateway.privacy.conversation(request, principal.tenant)
             messages = await gateway.privacy.pseudonymize(messages, conversation, principal.tenant)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
-        fields = _request_fields(body, "messages")
+        fields = _request_fields(body, "messages", settings.max_field_strings)
         check = await gateway.start_input(messages, principal.tenant, privacy_metadata, fields)
         await gateway.settle_now(check)
         sanitized = list(check.gate.sanitized_messages or messages)
@@ -877,7 +882,7 @@ def create_app(
             conversation = gateway.privacy.conversation(request, tenant)
             texts = await gateway.privacy.pseudonymize_texts(texts, conversation, tenant)
             metadata = gateway.privacy.shield_metadata(conversation)
-        fields = _request_fields(body, field)
+        fields = _request_fields(body, field, settings.max_field_strings)
         sanitized, check = await _guard_texts(gateway, texts, tenant, metadata, fields)
         shaped = sanitized[0] if isinstance(raw, str) else sanitized
         others = check.gate.sanitized_fields or {}
@@ -958,9 +963,32 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
             f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})",
             "invalid_json",
         ) from None
+    except RecursionError:  # deeper than the parser's own stack allows
+        data = too_deep = _TOO_DEEP
+    else:
+        too_deep = None
+    if too_deep is not None or _nesting(data) > _MAX_JSON_DEPTH:
+        raise GatewayError(
+            400, f"request body nests deeper than {_MAX_JSON_DEPTH} levels", "invalid_json"
+        )
     if not isinstance(data, dict):
         raise GatewayError(400, "request body must be a JSON object", "invalid_request")
     return data
+
+
+def _nesting(value: Any) -> int:
+    """How deep objects and arrays nest in ``value`` (iteratively: the point
+    is to refuse what recursive code downstream could not handle)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > _MAX_JSON_DEPTH:
+                break
+            children = node.values() if isinstance(node, dict) else node
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 async def _call_upstreams(
@@ -1039,7 +1067,12 @@ async def _guard_choices(
         elif isinstance(choice.get("message"), dict):
             message = choice["message"]
             message.setdefault("role", "assistant")
-            verdict = await gateway.check_output([message], tenant, metadata)
+            try:
+                verdict = await gateway.check_output([message], tenant, metadata)
+            except InvalidInputError as exc:  # the upstream's fault, not the caller's
+                raise GatewayError(
+                    502, f"upstream answer cannot be checked: {exc}", "upstream_error"
+                ) from None
             if verdict.blocked:
                 choice["message"] = {"role": "assistant", "content": BLOCKED_NOTICE}
                 choice["finish_reason"] = "content_filter"
@@ -1054,12 +1087,31 @@ async def _guard_choices(
     return worst
 
 
-def _request_fields(body: Mapping[str, Any], handled: str) -> dict[str, Any]:
+def _request_fields(body: Mapping[str, Any], handled: str, limit: int) -> dict[str, Any]:
     """The body's fields besides the model name and the one checked as
     messages or prompts. They reach the upstream too (tool declarations,
     response schemas, predicted output, stop sequences, ...), so the input
-    check scans them rather than trusting them."""
-    return {k: v for k, v in body.items() if k not in ("model", "stream", handled)}
+    check scans them rather than trusting them. Each string is scanned on its
+    own, so their number is capped like the number of messages."""
+    fields = {k: v for k, v in body.items() if k not in ("model", "stream", handled)}
+    pending: list[Any] = list(fields.values())
+    strings = 0
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            strings += 1
+        elif isinstance(node, dict):
+            strings += len(node)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+        if strings > limit:
+            raise GatewayError(
+                400,
+                f"the request's fields besides '{handled}' hold more than {limit} strings",
+                "too_many_items",
+            )
+    return fields
 
 
 def _check_count(items: list[Any], limit: int, param: str) -> None:

@@ -179,6 +179,12 @@ class GatewaySettings(BaseModel):
     policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_messages: int = Field(512, gt=0, description="Messages (or prompts, inputs) per request.")
+    max_field_strings: int = Field(
+        8192,
+        gt=0,
+        description="Strings (object keys included) in a request's other fields (tools,"
+        " response_format, ...), each of which is scanned.",
+    )
     canary: bool = Field(
         True,
         description="Add a random canary to each chat request's system prompt; an answer"
@@ -271,6 +277,7 @@ _ENV_OVERRIDES = (
     "policy",
     "max_body_bytes",
     "max_messages",
+    "max_field_strings",
 )
 
 

@@ -44,6 +44,8 @@ _FIELD_KINDS = {
     "function_call": PartKind.TOOL_DEFINITION,
     "response_format": PartKind.SYSTEM,
 }
+# How deep a scanned JSON value may nest (no tool schema comes close).
+MAX_DEPTH = 64
 # Token-id keys and numeric biases: nothing in it is read as text.
 _NON_TEXT_FIELDS = frozenset({"logit_bias"})
 # Object keys shown by name in a part's location. Any other key is shown by
@@ -125,6 +127,9 @@ def json_parts(
     """Every string inside a JSON value, object keys included, as a part."""
     if isinstance(value, str):
         return [TextPart(where, value, kind, role, path)]
+    if len(path) > MAX_DEPTH:
+        shown = where if len(where) <= 60 else where[:57] + "..."
+        raise InvalidInputError(f"{shown} nests deeper than {MAX_DEPTH} levels")
     parts: list[TextPart] = []
     if isinstance(value, Mapping):
         for position, (key, member) in enumerate(value.items()):

@@ -93,7 +93,7 @@ class OpenAICompatibleProvider:
                 else:
                     try:
                         data = response.json()
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         raise ProviderError(f"upstream {self.name!r} sent invalid JSON") from None
                     if not isinstance(data, dict):
                         raise ProviderError(f"upstream {self.name!r} sent an unexpected body")
@@ -123,7 +123,7 @@ class OpenAICompatibleProvider:
                         # The upstream ignored `stream`: a whole answer is fine too.
                         try:
                             answer = json.loads(await response.aread())
-                        except ValueError:
+                        except (ValueError, RecursionError):
                             raise ProviderError(
                                 f"upstream {self.name!r} sent invalid JSON"
                             ) from None
@@ -140,7 +140,7 @@ class OpenAICompatibleProvider:
                             return
                         try:
                             chunk = json.loads(data)
-                        except ValueError:
+                        except (ValueError, RecursionError):
                             raise ProviderError(
                                 f"upstream {self.name!r} sent an invalid stream event"
                             ) from None
