@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from mantlet.gateway import GatewaySettings, create_app
+from mantlet.gateway.pseudonymize import GatewayPrivacy, PrivacySettings
 
 PROMPT = (
     "Please repeat: mail jane.roe@example.org, card 4111 1111 1111 1111, "
@@ -177,3 +179,33 @@ def test_completion_prompts_are_pseudonymized_and_restored(
     assert text == PROMPT
     for value in ("jane.roe@example.org", "4111 1111 1111 1111", "GB82 WEST"):
         assert value not in seen[-1]
+
+
+def test_reasoning_and_refusals_are_restored_like_content(tmp_path: Path) -> None:
+    privacy = GatewayPrivacy(PrivacySettings(), tmp_path)
+    try:
+        [message] = privacy.pseudonymizer.pseudonymize_messages(
+            [{"role": "user", "content": "mail jane.roe@example.org"}], "c"
+        )
+        surrogate = message["content"].removeprefix("mail ")
+        assert surrogate == "<EMAIL_ADDRESS_1>"
+        said = f"write to {surrogate}"
+        answer = {
+            "choices": [
+                {
+                    "message": {
+                        "role": "assistant",
+                        "content": said,
+                        "reasoning_content": said,
+                        "refusal": said,
+                    }
+                }
+            ]
+        }
+        privacy.restore(answer, "c")
+        restored = answer["choices"][0]["message"]
+        assert {restored[k] for k in ("content", "reasoning_content", "refusal")} == {
+            "write to jane.roe@example.org"
+        }
+    finally:
+        privacy.close()

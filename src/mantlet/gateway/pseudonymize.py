@@ -19,6 +19,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mantlet.detectors.pii import SURROGATES_KEY, PiiDetector, PiiOptions
+from mantlet.gateway.streaming import TEXT_DELTA_FIELDS
 from mantlet.privacy import Pseudonymizer, Restorer, SurrogateStyle, Vault, load_or_create_key
 
 CONVERSATION_HEADER = "x-mantlet-conversation"
@@ -80,18 +81,22 @@ class GatewayPrivacy:
         return {SURROGATES_KEY: sorted(self.vault.mapping(conversation))}
 
     def restore(self, answer: dict[str, Any], conversation: str) -> None:
-        """Restores surrogates in every choice of a chat or text answer, in place."""
+        """Restores surrogates in every choice of a chat or text answer, in
+        place: the text, and a message's content, refusal and reasoning trace
+        (the fields a stream relays too)."""
         restorer = None
         for choice in answer.get("choices", []):
             if not isinstance(choice, dict):
                 continue
-            holder, field = choice, "text"
+            holder: dict[str, Any] = choice
+            fields: tuple[str, ...] = ("text",)
             if isinstance(choice.get("message"), dict):
-                holder, field = choice["message"], "content"
-            if isinstance(holder.get(field), str):
-                if restorer is None:
-                    restorer = Restorer(self.vault.mapping(conversation))
-                holder[field] = restorer.restore(holder[field])
+                holder, fields = choice["message"], ("content", *TEXT_DELTA_FIELDS)
+            for field in fields:
+                if isinstance(holder.get(field), str):
+                    if restorer is None:
+                        restorer = Restorer(self.vault.mapping(conversation))
+                    holder[field] = restorer.restore(holder[field])
 
     def close(self) -> None:
         self.vault.close()
