@@ -276,10 +276,13 @@ def rebuild_messages(
 def rebuild_fields(
     fields: Mapping[str, Any], replacements: Mapping[tuple[str | int, ...], str]
 ) -> dict[str, Any]:
-    """A deep copy of ``fields`` with the texts at ``replacements`` paths
-    (those ``field_parts`` made, starting with ``"fields"``) swapped."""
-    rebuilt = copy.deepcopy(dict(fields))
+    """``fields`` with the texts at ``replacements`` paths (those
+    ``field_parts`` made, starting with ``"fields"``) swapped, in a deep copy;
+    a shallow one when there is nothing to swap (tool schemas can be large)."""
     own = {path[1:]: text for path, text in replacements.items() if path[:1] == ("fields",)}
+    if not own:
+        return dict(fields)
+    rebuilt = copy.deepcopy(dict(fields))
     _replace(rebuilt, own)
     return rebuilt
 

@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mantlet.core.folding import FoldedText, seen_text, unfold
-from mantlet.core.types import Detector, DetectorReport, Finding, RunStatus, ScanContext, Side
+from mantlet.core.types import (
+    Detector,
+    DetectorReport,
+    Finding,
+    PartKind,
+    RunStatus,
+    ScanContext,
+    Side,
+)
 from mantlet.errors import MantletError
 from mantlet.pipeline.parts import TextPart
 
@@ -113,12 +121,12 @@ def run_job(job: Job) -> Outcome:
     # A request repeats itself (tool schemas are full of "string" and
     # "object"; chat clients resend earlier turns): a text seen in the same
     # context is scanned once. Findings depend on nothing else.
-    seen: dict[tuple[str, str, str | None], list[Finding]] = {}
+    seen: dict[tuple[str, PartKind, str | None], list[Finding]] = {}
     try:
         for part in job.parts:
             if not part.text:
                 continue
-            key = (part.text, part.kind.value, part.role)
+            key = (part.text, part.kind, part.role)
             if key not in seen:
                 context = ScanContext(
                     side=job.side,
@@ -129,9 +137,11 @@ def run_job(job: Job) -> Outcome:
                 )
                 folded, encoded = job.folded.get(part.text), job.encoded.get(part.text, ())
                 seen[key] = _scan(job.detector, job.name, part.text, context, folded, encoded)
-            findings.extend(
-                dataclasses.replace(f, detector=job.name, location=part.location) for f in seen[key]
-            )
+            if seen[key]:
+                findings.extend(
+                    dataclasses.replace(f, detector=job.name, location=part.location)
+                    for f in seen[key]
+                )
     except Exception as exc:  # noqa: BLE001 - any failure must become a recorded verdict
         log.warning("detector %s failed: %s", job.name, type(exc).__name__)
         elapsed = (time.perf_counter() - started) * 1000

@@ -17,7 +17,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,11 +72,14 @@ class Head:
     weights: tuple[float, ...]
     bias: float
     threshold: float
+    _vector: Any = field(default=None, init=False, repr=False, compare=False)
 
     def probabilities(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         import numpy as np
 
-        logits = embeddings.astype(np.float64) @ np.asarray(self.weights) + self.bias
+        if self._vector is None:  # built once: a tuple to array per call costs 10 us
+            object.__setattr__(self, "_vector", np.asarray(self.weights, dtype=np.float64))
+        logits = embeddings.astype(np.float64) @ self._vector + self.bias
         result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
         return result
 
@@ -198,29 +201,45 @@ class InjectionModel:
             verified(folder, manifest["encoder"], manifest),
             verified(folder, manifest["tokenizer"], manifest),
         )
+        # Keyed by scope, head and text; holds probabilities, no text.
+        self._scores: ScopedCache[float] = ScopedCache(CACHE_WINDOWS)
         heads = json.loads(verified(folder, manifest["heads"], manifest).read_text("utf-8"))
         self.heads = {
             name: Head(tuple(h["weights"]), float(h["bias"]), float(h["threshold"]))
             for name, h in heads.items()
         }
 
+    @property
+    def score_cache_hits(self) -> int:
+        return self._scores.hits
+
     def score(self, texts: Sequence[str], head: str, scope: str = "") -> list[float]:
         """Max window probability per text under ``head``; ``scope`` (a
-        tenant) keeps cached windows from being shared across callers."""
+        tenant) keeps cached scores and windows from being shared across
+        callers. A text scored recently is answered from the score cache
+        (no tokenizing, no head): conversations resend their history."""
+        keys = [
+            self._scores.key(scope, f"{head}\x00{text}".encode("utf-8", "surrogatepass"))
+            for text in texts
+        ]
+        best: list[float | None] = [self._scores.get(key) for key in keys]
         owners: list[int] = []
         windows: list[list[int]] = []
         for index, text in enumerate(texts):
+            if best[index] is not None:
+                continue
+            best[index] = 0.0
             for window in self.encoder.windows(text):
                 owners.append(index)
                 windows.append(window)
-        if not windows:
-            return [0.0 for _ in texts]
-        embeddings = self.encoder.embed_windows(windows, scope=scope)
-        probabilities = self.heads[head].probabilities(embeddings)
-        best = [0.0 for _ in texts]
-        for owner, probability in zip(owners, probabilities.tolist(), strict=True):
-            best[owner] = max(best[owner], float(probability))
-        return best
+        if windows:
+            embeddings = self.encoder.embed_windows(windows, scope=scope)
+            probabilities = self.heads[head].probabilities(embeddings)
+            for owner, probability in zip(owners, probabilities.tolist(), strict=True):
+                best[owner] = max(best[owner] or 0.0, float(probability))
+            for owner in set(owners):
+                self._scores.put(keys[owner], best[owner] or 0.0)
+        return [score or 0.0 for score in best]
 
 
 _shared: dict[Path, InjectionModel] = {}
