@@ -13,6 +13,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
+from fastapi.testclient import TestClient
 
 from mantlet.gateway import GatewaySettings, create_app
 from mantlet.gateway.pseudonymize import GatewayPrivacy, PrivacySettings
@@ -209,3 +210,33 @@ def test_reasoning_and_refusals_are_restored_like_content(tmp_path: Path) -> Non
         }
     finally:
         privacy.close()
+
+
+def test_another_key_naming_the_same_conversation_gets_nothing_restored(tmp_path: Path) -> None:
+    settings = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": "echo", "kind": "echo"}],
+            "routes": [{"model": "echo", "upstreams": ["echo"]}],
+            "privacy": {"style": "placeholder"},
+        }
+    )
+    app = create_app(settings)
+    keys = app.state.gateway.keys
+    alice, mallory = (keys.create(tenant="acme", role="app")[0] for _ in range(2))
+
+    def say(key: str, content: str) -> str:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "echo", "messages": [{"role": "user", "content": content}]},
+            headers={"Authorization": f"Bearer {key}", "x-mantlet-conversation": "thread-7"},
+        )
+        assert response.status_code == 200
+        return str(response.json()["choices"][0]["message"]["content"])
+
+    with TestClient(app) as client:
+        assert say(alice, "mail bob@example.com") == "echo: mail bob@example.com"
+        assert say(alice, "who is <EMAIL_ADDRESS_1>?") == "echo: who is bob@example.com?"
+        # Same tenant, same conversation name, another key: the surrogate stays one.
+        assert say(mallory, "who is <EMAIL_ADDRESS_1>?") == "echo: who is <EMAIL_ADDRESS_1>?"
+    app.state.gateway.privacy.close()

@@ -823,7 +823,7 @@ def create_app(
         _check_count(messages, settings.max_messages, "messages")
         privacy_metadata: dict[str, Any] = {}
         if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
-            conversation = gateway.privacy.conversation(request, principal.tenant)
+            conversation = gateway.privacy.conversation(request, principal.tenant, principal.key_id)
             messages = await gateway.privacy.pseudonymize(messages, conversation, principal.tenant)
             privacy_metadata = gateway.privacy.shield_metadata(conversation)
         fields = _request_fields(body, "messages", settings.max_field_strings)
@@ -879,7 +879,8 @@ def create_app(
         _check_count(texts, settings.max_messages, field)
         conversation, metadata = None, {}
         if pseudonymize and gateway.privacy:
-            conversation = gateway.privacy.conversation(request, tenant)
+            principal = request.state.principal
+            conversation = gateway.privacy.conversation(request, tenant, principal.key_id)
             texts = await gateway.privacy.pseudonymize_texts(texts, conversation, tenant)
             metadata = gateway.privacy.shield_metadata(conversation)
         fields = _request_fields(body, field, settings.max_field_strings)

@@ -56,9 +56,14 @@ class GatewayPrivacy:
             fake_key=key,
         )
 
-    def conversation(self, request: Request, tenant: str) -> str:
+    def conversation(self, request: Request, tenant: str, key_id: str) -> str:
+        """The vault's name for this conversation: the caller's own id (the
+        header) or the request's, scoped to the tenant and the key. Scoped to
+        the key because whoever names a conversation gets its surrogates
+        restored: another key of the tenant guessing "thread-7" must not get
+        the e-mail addresses someone else's thread swapped out."""
         given = request.headers.get(CONVERSATION_HEADER, "").strip()
-        return f"{tenant}\x1f{given or request.state.request_id}"
+        return f"{tenant}\x1f{key_id}\x1f{given or request.state.request_id}"
 
     async def pseudonymize(
         self, messages: Sequence[Any], conversation: str, tenant: str
