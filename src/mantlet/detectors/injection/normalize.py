@@ -351,9 +351,9 @@ def normalize(text: str, *, max_variants: int = 16) -> Normalized:
 
 
 def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
-    """Base64 and hex segments of ``text`` that decode to text, and what
-    those hide in turn, every occurrence (at most ``limit``, decoding stops
-    there); spans are in ``text``.
+    """Base64, hex and percent-encoded segments of ``text`` that decode to
+    text, and what those hide in turn, every occurrence (at most ``limit``,
+    decoding stops there); spans are in ``text``.
 
     For detectors of values rather than instructions (secrets, PII): a key
     pasted from a Kubernetes Secret manifest is base64, and a model decodes it
@@ -375,7 +375,8 @@ def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
 
 
 def _encoded_segments(text: str) -> Iterator[_Decoded]:
-    """Base64 then hex segments that decode to text, decoded one at a time."""
+    """Base64, hex, then percent-encoded segments that decode to text,
+    decoded one at a time."""
     for match in _BASE64_RUN.finditer(text):
         run = match.group()
         if not _HAS_LETTER.search(run):  # ids and numbers; encoded text has letters
@@ -388,6 +389,7 @@ def _encoded_segments(text: str) -> Iterator[_Decoded]:
             decoded = _decode_hex(digits_of(match.group()))
             if decoded is not None:
                 yield "hex", decoded, match.start(), match.end()
+    yield from _url_segments(text)
 
 
 # --- stage 1: invisible characters ------------------------------------------
