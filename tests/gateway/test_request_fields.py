@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from fastapi.testclient import TestClient
 
@@ -298,3 +299,32 @@ def test_an_answer_the_guard_cannot_read_is_an_upstream_error(keys: KeyStore, ke
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
     assert "not supported" in response.json()["error"]["message"]
+
+
+def test_the_openai_sdk_passes_tools_through_guarded(keys: KeyStore, key: str) -> None:
+    """The SDK's own tools, tool_choice, response_format and metadata reach
+    the upstream as sent when clean, streamed or not."""
+    provider = RecordingProvider("rec", {"role": "assistant", "content": "ok"})
+    tools = [tool("Search the product catalogue.", {"q": {"type": "string"}})]
+    with client(keys, provider) as c:
+        sdk = openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=c)
+        for stream in (False, True):
+            answer = sdk.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": "find socks"}],
+                tools=tools,
+                tool_choice="auto",
+                response_format={"type": "json_object"},
+                metadata={"team": "web"},
+                stream=stream,
+            )
+            if stream:
+                text = "".join(ch.choices[0].delta.content or "" for ch in answer if ch.choices)
+            else:
+                text = answer.choices[0].message.content or ""
+            assert text == "ok"
+    for sent in provider.requests:
+        assert sent["tools"] == tools
+        assert (sent["tool_choice"], sent["metadata"]) == ("auto", {"team": "web"})
+        assert sent["response_format"] == {"type": "json_object"}
+    assert len(provider.requests) == 2
