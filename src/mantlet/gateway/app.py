@@ -965,10 +965,8 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
             "invalid_json",
         ) from None
     except RecursionError:  # deeper than the parser's own stack allows
-        data = too_deep = _TOO_DEEP
-    else:
-        too_deep = None
-    if too_deep is not None or _nesting(data) > _MAX_JSON_DEPTH:
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or _nesting(data) > _MAX_JSON_DEPTH:
         raise GatewayError(
             400, f"request body nests deeper than {_MAX_JSON_DEPTH} levels", "invalid_json"
         )
