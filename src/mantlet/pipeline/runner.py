@@ -99,8 +99,8 @@ def _scan(
 ) -> list[Finding]:
     """One detector on one text, folded (``mantlet.core.folding``) unless the
     detector reads the original itself; findings come back in the original's
-    offsets. What base64 or hex segments decode to is scanned too: a finding
-    there covers the whole encoded segment."""
+    offsets. What base64, hex or percent-encoded segments decode to is scanned
+    too: a finding there covers the whole encoded segment."""
     if getattr(detector, "reads_original", False):
         return _checked(detector.detect(text, context), name, text)
     seen = seen_text(text, folded)

@@ -248,8 +248,8 @@ class Shield:
                 )
                 continue
             timeout = self.policy.timeout_for(name)
-            context = dict(metadata or {})
-            jobs.append(Job(name, detector, parts, timeout, side, tenant, context, folded, encoded))
+            extra = dict(metadata or {})
+            jobs.append(Job(name, detector, parts, timeout, side, tenant, extra, folded, encoded))
         return _Plan(side, parts, jobs, skipped, messages, bool(documents), fields, started)
 
     def _assemble(self, plan: _Plan, outcomes: list[Outcome]) -> Verdict:
