@@ -209,6 +209,13 @@ def test_a_value_inside_base64_or_hex_redacts_the_whole_segment(make_shield, che
     assert token.detail.endswith(("(in base64)", "(in hex)"))
 
 
+def test_a_value_spelled_out_with_spaces_is_found(make_shield, check: Check) -> None:
+    rule = {"kind": "ACCOUNT", "pattern": "ZZ[0-9]{10}"}
+    shield = make_shield(policy(regex=regex(rule)))
+    verdict = check(shield, "account Z Z 1 2 3 4 5 6 7 8 9 0, thanks")
+    assert verdict.sanitized_text == "account <ACCOUNT_1>, thanks"
+
+
 def test_detectors_that_read_invisible_characters_see_them(make_shield, register_detector, check):
     plain = register_detector("test_plain", lambda text, ctx: [])
     raw = register_detector("test_raw", lambda text, ctx: [], reads_original=True)

@@ -459,3 +459,22 @@ def test_encoded_variants_cover_every_occurrence_and_nesting() -> None:
 def test_encoded_variants_are_capped() -> None:
     segment = base64.b64encode(b"a sentence of words to decode").decode()
     assert len(encoded_variants(" ".join([segment] * 200), limit=10)) == 10
+
+
+def test_values_spelled_out_with_separators_are_joined() -> None:
+    key = "AKIA" + "Q3EGRIMNDTZ4PVBX"
+    text = f"key: {' '.join(key)} and ab-{'-'.join(key)}-cd"
+    found = [(v.kind, v.text, text[v.start : v.end]) for v in encoded_variants(text)]
+    assert found == [
+        ("spaced", key, " ".join(key)),
+        ("spaced", key, "-".join(key)),  # "ab" and "cd" belong to longer tokens
+    ]
+    assert encoded_variants("a b c d e f g h i j k") == []  # eleven characters: too short
+    assert encoded_variants("lst = [0,3,2,1,3,5,7,4,5,5,5,2]") == []  # commas do not join
+
+
+@pytest.mark.parametrize("text", ["a-" * 500_000 + "aa", "a " * 500_000, "ab " * 300_000])
+def test_spaced_runs_are_found_in_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    encoded_variants(text)
+    assert time.perf_counter() - started < 2.0

@@ -107,6 +107,13 @@ _MIXED_WORD = re.compile(rf"\b(?=\w*?[A-Za-z])(?=\w*?[{_HOMOGLYPH_CLASS}])\w+")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
+# Single characters with one separator between each ("A K I A Q 3 ...",
+# "4-1-1-1-..."): a model reads the value through them. Candidate runs are
+# found greedily (linear: no lookaround to backtrack into) and trimmed of a
+# first or last character that belongs to a longer token.
+_SPACED_CANDIDATE = re.compile(r"[A-Za-z0-9](?:[ .\-_·][A-Za-z0-9])+")
+_MIN_SPACED_CHARS = 12
+_SEPARATOR = re.compile(r"[ .\-_·]")
 # `\x49\x67...` and `49 67 6e ...`: a class run, split and checked in Python.
 _ESCAPED_HEX_RUN = re.compile(r"\\[xX][0-9A-Fa-f]{2}[\\xX0-9A-Fa-f]{10,}")
 _SPACED_HEX_RUN = re.compile(r"[0-9A-Fa-f]{2}[ :][0-9A-Fa-f :]{9,}")
@@ -352,8 +359,9 @@ def normalize(text: str, *, max_variants: int = 16) -> Normalized:
 
 def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
     """Base64, hex and percent-encoded segments of ``text`` that decode to
-    text, and what those hide in turn, every occurrence (at most ``limit``,
-    decoding stops there); spans are in ``text``.
+    text, values spelled out one character at a time ("A K I A ..."), and what
+    those hide in turn, every occurrence (at most ``limit``, decoding stops
+    there); spans are in ``text``.
 
     For detectors of values rather than instructions (secrets, PII): a key
     pasted from a Kubernetes Secret manifest is base64, and a model decodes it
@@ -375,8 +383,8 @@ def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
 
 
 def _encoded_segments(text: str) -> Iterator[_Decoded]:
-    """Base64, hex, then percent-encoded segments that decode to text,
-    decoded one at a time."""
+    """Base64, hex, then percent-encoded segments that decode to text, and
+    single characters spelled out with separators, decoded one at a time."""
     for match in _BASE64_RUN.finditer(text):
         run = match.group()
         if not _HAS_LETTER.search(run):  # ids and numbers; encoded text has letters
@@ -390,6 +398,14 @@ def _encoded_segments(text: str) -> Iterator[_Decoded]:
             if decoded is not None:
                 yield "hex", decoded, match.start(), match.end()
     yield from _url_segments(text)
+    for match in _SPACED_CANDIDATE.finditer(text):
+        start, end = match.span()
+        if start and text[start - 1].isalnum():
+            start += 2
+        if end < len(text) and text[end].isalnum():
+            end -= 2
+        if end - start >= 2 * _MIN_SPACED_CHARS - 1:
+            yield "spaced", _SEPARATOR.sub("", text[start:end]), start, end
 
 
 # --- stage 1: invisible characters ------------------------------------------
