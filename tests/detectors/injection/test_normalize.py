@@ -473,8 +473,25 @@ def test_values_spelled_out_with_separators_are_joined() -> None:
     assert encoded_variants("lst = [0,3,2,1,3,5,7,4,5,5,5,2]") == []  # commas do not join
 
 
-@pytest.mark.parametrize("text", ["a-" * 500_000 + "aa", "a " * 500_000, "ab " * 300_000])
-def test_spaced_runs_are_found_in_linear_time(text: str) -> None:
+def test_a_single_escape_is_enough_to_decode_a_token() -> None:
+    text = "https://news.test/u?email=jane.roe%40example.org&list=7"
+    [variant] = encoded_variants(text)
+    assert (variant.kind, variant.text) == ("url", "jane.roe@example.org")
+    assert text[variant.start : variant.end] == "jane.roe%40example.org"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a-" * 500_000 + "aa",
+        "a " * 500_000,
+        "ab " * 300_000,
+        "a%4" * 300_000,  # decodes to a long run ending in a lone "%"
+        "J" * 500_000 + "%4",
+        "%41" * 300_000,
+    ],
+)
+def test_spaced_and_escaped_runs_are_found_in_linear_time(text: str) -> None:
     started = time.perf_counter()
     encoded_variants(text)
     assert time.perf_counter() - started < 2.0

@@ -113,6 +113,13 @@ _HAS_LETTER = re.compile(r"[A-Za-z]")
 # first or last character that belongs to a longer token.
 _SPACED_CANDIDATE = re.compile(r"[A-Za-z0-9](?:[ .\-_·][A-Za-z0-9])+")
 _MIN_SPACED_CHARS = 12
+# A token with percent-escapes in it. Linear: it starts only where a token
+# starts (the lookbehind) and never gives back what a run took (possessive),
+# so a long run that turns out to hold no escape is read once, not once per
+# starting position.
+_ESCAPED_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9._~+\-%])[A-Za-z0-9._~+\-]*+(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+\-]*+)+"
+)
 _SEPARATOR = re.compile(r"[ .\-_·]")
 # `\x49\x67...` and `49 67 6e ...`: a class run, split and checked in Python.
 _ESCAPED_HEX_RUN = re.compile(r"\\[xX][0-9A-Fa-f]{2}[\\xX0-9A-Fa-f]{10,}")
@@ -397,7 +404,12 @@ def _encoded_segments(text: str) -> Iterator[_Decoded]:
             decoded = _decode_hex(digits_of(match.group()))
             if decoded is not None:
                 yield "hex", decoded, match.start(), match.end()
-    yield from _url_segments(text)
+    if "%" in text:  # any escape counts: `email=jane.roe%40example.org` holds an address
+        for match in _ESCAPED_TOKEN.finditer(text):
+            token = match.group()
+            decoded = unquote(token[: 3 * _MAX_DECODED], errors="replace")
+            if decoded != token:
+                yield "url", decoded, match.start(), match.end()
     for match in _SPACED_CANDIDATE.finditer(text):
         start, end = match.span()
         if start and text[start - 1].isalnum():
