@@ -33,11 +33,11 @@ __all__ = ["StreamBlocked", "StreamGuard", "StreamRelay"]
 Check = Callable[[str], Awaitable[Verdict]]
 
 _OPENERS = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}-----")
+_CLOSER = "-----END "
 # Delta fields besides content that carry text for the caller (reasoning
 # models' traces, refusals): each gets a guard of its own, since a trace can
 # leak a secret as well as an answer can. Other delta fields are not relayed.
 TEXT_DELTA_FIELDS = ("reasoning_content", "reasoning", "refusal")
-_CLOSER = "-----END "
 
 
 class StreamBlocked(MantletError):
