@@ -118,6 +118,9 @@ def test_scan_a_whole_request_object_covers_its_tools() -> None:
     code, _, err = run("scan", "--messages", "--side", "output", "-", input=json.dumps(request))
     assert code == 2
     assert "scans a message list only" in err
+    code, out, _ = run("scan", "--messages", "-", input=json.dumps(request))  # for humans
+    assert code == 0
+    assert '"description": "<AWS_ACCESS_KEY_ID_1>"' in out and AWS_KEY_ID not in out
 
 
 def test_eval_json_on_classification_rows(tmp_path: Path) -> None:

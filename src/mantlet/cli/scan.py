@@ -77,9 +77,19 @@ def _render(verdict: Verdict) -> None:
     for r in verdict.reports:
         runs.add_row(r.detector, r.status.value, f"{r.duration_ms:.2f}", r.reason)
     stdout.print(runs)
-    if verdict.action is Action.REDACT and verdict.sanitized_text is not None:
-        stdout.print("sanitized:", highlight=False)
+    if verdict.action is not Action.REDACT:
+        return
+    stdout.print("sanitized:", highlight=False)
+    if verdict.sanitized_text is not None:
         stdout.print(verdict.sanitized_text, markup=False, highlight=False)
+        return
+    sanitized = {
+        "messages": verdict.sanitized_messages,
+        "documents": verdict.sanitized_documents,
+        **(verdict.sanitized_fields or {}),
+    }
+    shown = {k: v for k, v in sanitized.items() if v is not None}
+    stdout.print(json.dumps(shown, ensure_ascii=False, indent=2), markup=False, highlight=False)
 
 
 @guarded
