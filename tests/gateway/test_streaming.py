@@ -5,6 +5,7 @@ mid-stream ends the stream with an error event."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -13,6 +14,8 @@ from typing import Any
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mantlet.core.types import Action, Finding, Side, Verdict
 from mantlet.gateway import GatewaySettings, create_app
@@ -260,3 +263,37 @@ def test_a_client_leaving_mid_stream_is_recorded_and_frees_its_slot(
         # The concurrency slot (1 per key) was given back when the stream ended.
         again = httpx.post(f"{base}/v1/chat/completions", json=body, headers=auth, timeout=60)
         assert again.status_code == 200
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=30),
+    field=st.sampled_from(["content", "reasoning_content"]),
+)
+def test_no_chunking_lets_a_secret_through(keys: KeyStore, cuts: list[int], field: str) -> None:
+    """Wherever the upstream cuts its chunks, the key never reaches the client,
+    in the answer or in a reasoning trace."""
+    text = FILLER[:150] + f"the deploy key id is {AWS_KEY_ID}, keep it safe. " + FILLER[:150]
+    points = sorted({c % len(text) for c in cuts} | {0, len(text)})
+    pieces = [text[a:b] for a, b in itertools.pairwise(points) if b > a]
+    provider = (
+        ScriptedStream(pieces)
+        if field == "content"
+        else ReasoningStream(pieces, ["Done."], "reasoning_content")
+    )
+    key, _ = keys.create(tenant="acme", role="app")
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    with client_with(keys, provider) as client:
+        response = client.post(
+            "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+        )
+    deltas = [e["choices"][0]["delta"] for e in sse_events(response) if e.get("choices")]
+    received = "".join(d.get(field) or "" for d in deltas)
+    assert AWS_KEY_ID not in received
+    assert not any(piece in response.text for piece in (AWS_KEY_ID[:10], AWS_KEY_ID[8:]))
+    assert received == text.replace(AWS_KEY_ID, "<AWS_ACCESS_KEY_ID_1>")
