@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mantlet.core import registry
@@ -146,3 +148,23 @@ def test_zero_width_joiner_inside_emoji_sequence_is_benign() -> None:
     detector = create("invisible_text")
     assert detector.detect(f"our {family} trip", ScanContext()) == []
     assert [f.kind for f in detector.detect("pass\u200dword", ScanContext())] == ["ZERO_WIDTH"]
+
+
+def test_a_flood_of_runs_is_one_region_per_kind_and_keeps_a_late_payload() -> None:
+    """Half a million separate zero-width runs took seconds to report one by
+    one (the request timed out); a tag payload after them must still show."""
+    detector = registry.create("invisible_text")
+    flood = "a\u200b" * 500_000
+    payload = "".join(chr(0xE0000 + ord(c)) for c in "rm -rf")
+    text = flood + "tail " + payload
+    started = time.perf_counter()
+    findings = detector.detect(text, ScanContext())
+    assert time.perf_counter() - started < 1.0
+    spans = {f.kind: (f.start, f.end) for f in findings}
+    assert spans == {
+        "ZERO_WIDTH": (1, len(flood)),
+        "TAG_CHARACTERS": (len(flood) + 5, len(text)),
+    }
+    assert all("taken as one region" in f.detail for f in findings)
+    few = "a\u200b" * 100
+    assert len(detector.detect(few, ScanContext())) == 100  # below the cap: one per run

@@ -24,6 +24,10 @@ _CLASSES: tuple[tuple[str, float, str], ...] = (
 )
 
 
+# Past this many separate runs, a text is reported as one region per kind.
+_MAX_RUNS = 4096
+
+
 def _is_emoji(char: str) -> bool:
     code = ord(char)
     return code >= 0x1F000 or 0x2600 <= code <= 0x27BF or char == "\ufe0f"
@@ -59,10 +63,13 @@ class InvisibleTextDetector:
         self._options = options
         self._pattern = re.compile("|".join(f"(?P<{k}>[{cls}]+)" for k, _, cls in _CLASSES))
         self._scores = {kind: score for kind, score, _ in _CLASSES}
+        self._each = {kind: re.compile(f"[{cls}]") for kind, _, cls in _CLASSES}
 
     def detect(self, text: str, context: ScanContext) -> list[Finding]:
-        findings = []
+        findings: list[Finding] = []
         for match in self._pattern.finditer(text):
+            if len(findings) == _MAX_RUNS:
+                return self._flood(text)
             kind = match.lastgroup or "ZERO_WIDTH"
             start, end = match.span()
             if self._options.allow_bom_at_start and start == 0 and match.group() == "\ufeff":
@@ -80,6 +87,23 @@ class InvisibleTextDetector:
                 )
             )
         return findings
+
+    def _flood(self, text: str) -> list[Finding]:
+        """One finding per kind, from its first to its last character: a text
+        with this many separate runs is an attack, not prose, and a finding
+        per run would take seconds to report (the request would time out and
+        fail closed anyway). Removing the span removes the text in between."""
+        found = []
+        reversed_text = text[::-1]  # the classes are single code points
+        for kind, score, _ in _CLASSES:
+            first = self._each[kind].search(text)
+            if first is None:
+                continue
+            last = self._each[kind].search(reversed_text)
+            end = len(text) - (last.start() if last else 0)
+            detail = f"more than {_MAX_RUNS} invisible runs, taken as one region"
+            found.append(Finding(self.name, kind, first.start(), end, score, detail=detail))
+        return found
 
 
 @register("invisible_text")
