@@ -34,6 +34,7 @@ from types import MappingProxyType
 from urllib.parse import unquote
 
 from mantlet.core.invisible import BIDI, INVISIBLE_RUN, TAGS, ZERO_WIDTH
+from mantlet.detectors._re2 import compile_pattern
 
 __all__ = ["Normalized", "Variant", "normalize"]
 
@@ -110,9 +111,18 @@ _HAS_LETTER = re.compile(r"[A-Za-z]")
 # Single characters with one separator between each ("A K I A Q 3 ...",
 # "4-1-1-1-..."): a model reads the value through them. Candidate runs are
 # found greedily (linear: no lookaround to backtrack into) and trimmed of a
-# first or last character that belongs to a longer token.
-_SPACED_CANDIDATE = re.compile(r"[A-Za-z0-9](?:[ .\-_·][A-Za-z0-9])+")
+# first or last character that belongs to a longer token. The minimum length
+# is in the pattern: prose has a "word w" pair at every space, and matching
+# each one would cost a Python step per word.
+_SPACED_CANDIDATE = re.compile(r"[A-Za-z0-9](?:[ .\-_·][A-Za-z0-9]){11,}")
 _MIN_SPACED_CHARS = 12
+# Anything any of the segment patterns could start on, in one RE2 (DFA) pass:
+# Python's re scans prose five times slower, once per pattern, and every
+# request rescans the conversation it carries.
+_ENCODED_PREFILTER = compile_pattern(
+    r"[A-Za-z0-9+/_\-]{16}|[0-9A-Fa-f]{2}[ :][0-9A-Fa-f :]{9}|\\[xX][0-9A-Fa-f]{2}"
+    r"|%[0-9A-Fa-f]{2}|[A-Za-z0-9](?:[ .\-_·][A-Za-z0-9]){11}"
+)
 # A token with percent-escapes in it. Linear: it starts only where a token
 # starts (the lookbehind) and never gives back what a run took (possessive),
 # so a long run that turns out to hold no escape is read once, not once per
@@ -392,6 +402,8 @@ def encoded_variants(text: str, *, limit: int = 64) -> list[Variant]:
 def _encoded_segments(text: str) -> Iterator[_Decoded]:
     """Base64, hex, then percent-encoded segments that decode to text, and
     single characters spelled out with separators, decoded one at a time."""
+    if _ENCODED_PREFILTER.search(text) is None:  # most text: one DFA pass, no segment
+        return
     for match in _BASE64_RUN.finditer(text):
         run = match.group()
         if not _HAS_LETTER.search(run):  # ids and numbers; encoded text has letters
