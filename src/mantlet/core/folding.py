@@ -22,8 +22,6 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import re2
-
 from mantlet.core.invisible import BIDI, INVISIBLE_RUN, TAGS, ZERO_WIDTH
 
 # Texts are checked in blocks this long, so a long document with one odd
@@ -109,6 +107,8 @@ def _tables() -> tuple[re.Pattern[str], Any, dict[str, str]]:
     second class); and the one-to-one folds.
     Built on first use, about 30 ms: the first two planes, since no
     character beyond them has a compatibility form."""
+    import re2  # here, not at import: `mantlet.core` stays light
+
     changing: list[int] = []
     one_to_one: dict[str, str] = {}
     for code in range(0x80, 0x30000):
