@@ -240,3 +240,56 @@ def test_another_key_naming_the_same_conversation_gets_nothing_restored(tmp_path
         # Same tenant, same conversation name, another key: the surrogate stays one.
         assert say(mallory, "who is <EMAIL_ADDRESS_1>?") == "echo: who is <EMAIL_ADDRESS_1>?"
     app.state.gateway.privacy.close()
+
+
+def test_a_redaction_never_borrows_a_surrogate_of_the_conversation(tmp_path: Path) -> None:
+    """Content is pseudonymized (alice gets <EMAIL_ADDRESS_1>); a value the
+    shield redacts elsewhere (bob, in tool-call arguments) must not get the
+    same placeholder, or the model would take one for the other and the
+    answer would restore alice's address where bob's was meant."""
+    seen: list[dict[str, Any]] = []
+
+    class Upstream:
+        name = "rec"
+
+        async def send(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
+            seen.append(json.loads(json.dumps(request)))
+            message = {"role": "assistant", "content": "sent to <EMAIL_ADDRESS_2>"}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return {"id": "x", "object": "chat.completion", "choices": [choice]}
+
+        async def aclose(self) -> None:
+            return None
+
+    settings = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": "rec", "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": ["rec"]}],
+            "privacy": {"style": "placeholder"},
+        }
+    )
+    app = create_app(settings, providers={"rec": Upstream()})
+    key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+    call = {"name": "send", "arguments": json.dumps({"to": "bob@example.org"})}
+    messages = [
+        {"role": "user", "content": "mail alice@example.com"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": call}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]
+    with TestClient(app) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": messages},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    app.state.gateway.privacy.close()
+    assert response.status_code == 200
+    [sent] = seen
+    user = next(m for m in sent["messages"] if m["role"] == "user")
+    assistant = next(m for m in sent["messages"] if m.get("tool_calls"))
+    assert user["content"] == "mail <EMAIL_ADDRESS_1>"
+    assert assistant["tool_calls"][0]["function"]["arguments"] == '{"to": "<EMAIL_ADDRESS_2>"}'
+    # Bob's address was redacted, not pseudonymized: it is not restored, and
+    # alice's is not put in its place.
+    assert response.json()["choices"][0]["message"]["content"] == "sent to <EMAIL_ADDRESS_2>"

@@ -122,3 +122,13 @@ def test_mask_keeps_length_for_non_ascii() -> None:
     out = apply_regions(text, [Region(4, 12, "PW", M)], PlaceholderBook())
     assert out == "pw: ********!"
     assert len(out) == len(text)
+
+
+def test_placeholders_already_in_the_texts_are_never_reused() -> None:
+    """A surrogate from pseudonymization (or a user who typed one) keeps its
+    meaning: a new value gets the next free number."""
+    book = PlaceholderBook.for_texts(["mail <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_3>", "no <tag>"])
+    assert book.placeholder("EMAIL_ADDRESS", "bob@example.org") == "<EMAIL_ADDRESS_2>"
+    assert book.placeholder("EMAIL_ADDRESS", "carol@example.org") == "<EMAIL_ADDRESS_4>"
+    assert book.placeholder("PHONE_NUMBER", "+1 415 555 2671") == "<PHONE_NUMBER_1>"
+    assert PlaceholderBook.for_texts([]).placeholder("X", "v") == "<X_1>"

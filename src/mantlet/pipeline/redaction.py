@@ -4,11 +4,14 @@ whole check, so the same secret in two messages reads the same."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mantlet.core.types import Action, Finding
 from mantlet.policy.model import Redaction
+
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +59,34 @@ def merge_regions(candidates: Sequence[RedactionCandidate]) -> list[Region]:
 
 class PlaceholderBook:
     """Numbers distinct values per kind; lives for one check only, so no
-    mapping from placeholder back to value outlives the request."""
+    mapping from placeholder back to value outlives the request.
 
-    def __init__(self) -> None:
+    ``taken`` are placeholder-shaped strings the texts already hold (a
+    pseudonymization surrogate, or a user who typed one): a new placeholder
+    never reuses one, or two values would read the same, and restoring a
+    conversation's surrogates would put one person's value where another's
+    was redacted."""
+
+    def __init__(self, taken: set[str] | frozenset[str] = frozenset()) -> None:
         self._by_value: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
+        self._taken = taken
+
+    @classmethod
+    def for_texts(cls, texts: Iterable[str]) -> PlaceholderBook:
+        return cls(
+            {m.group() for text in texts if "<" in text for m in _PLACEHOLDER.finditer(text)}
+        )
 
     def placeholder(self, kind: str, value: str) -> str:
         key = (kind, value)
         if key not in self._by_value:
-            self._counts[kind] = self._counts.get(kind, 0) + 1
-            self._by_value[key] = f"<{kind}_{self._counts[kind]}>"
+            while True:
+                self._counts[kind] = self._counts.get(kind, 0) + 1
+                candidate = f"<{kind}_{self._counts[kind]}>"
+                if candidate not in self._taken:
+                    break
+            self._by_value[key] = candidate
         return self._by_value[key]
 
 

@@ -287,7 +287,9 @@ class Shield:
                 )
                 actions.append(media)
 
-        book = PlaceholderBook()
+        # Placeholders already in any text (surrogates included) stay unique.
+        texts = (p.text for p in plan.parts) if to_redact else ()
+        book = PlaceholderBook.for_texts(texts)
         sanitized = {
             part.location: apply_regions(part.text, merge_regions(to_redact[part.location]), book)
             for part in plan.parts
