@@ -242,25 +242,32 @@ def test_another_key_naming_the_same_conversation_gets_nothing_restored(tmp_path
     app.state.gateway.privacy.close()
 
 
-def test_a_redaction_never_borrows_a_surrogate_of_the_conversation(tmp_path: Path) -> None:
-    """Content is pseudonymized (alice gets <EMAIL_ADDRESS_1>); a value the
-    shield redacts elsewhere (bob, in tool-call arguments) must not get the
-    same placeholder, or the model would take one for the other and the
-    answer would restore alice's address where bob's was meant."""
-    seen: list[dict[str, Any]] = []
+class ToolCallingUpstream:
+    """Records requests; answers with a message and, optionally, a tool call
+    whose arguments repeat what the request's first user message said."""
 
-    class Upstream:
-        name = "rec"
+    name = "rec"
 
-        async def send(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
-            seen.append(json.loads(json.dumps(request)))
-            message = {"role": "assistant", "content": "sent to <EMAIL_ADDRESS_2>"}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
-            return {"id": "x", "object": "chat.completion", "choices": [choice]}
+    def __init__(self, content: str, call: bool = False) -> None:
+        self.content, self.call = content, call
+        self.seen: list[dict[str, Any]] = []
 
-        async def aclose(self) -> None:
-            return None
+    async def send(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
+        self.seen.append(json.loads(json.dumps(request)))
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.call:
+            said = next(m["content"] for m in request["messages"] if m["role"] == "user")
+            arguments = json.dumps({"to": said.split()[-1]})
+            function = {"name": "send", "arguments": arguments}
+            message["tool_calls"] = [{"id": "c9", "type": "function", "function": function}]
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return {"id": "x", "object": "chat.completion", "choices": [choice]}
 
+    async def aclose(self) -> None:
+        return None
+
+
+def privacy_app(tmp_path: Path, upstream: ToolCallingUpstream) -> tuple[FastAPI, str]:
     settings = GatewaySettings.model_validate(
         {
             "data_dir": str(tmp_path),
@@ -269,27 +276,60 @@ def test_a_redaction_never_borrows_a_surrogate_of_the_conversation(tmp_path: Pat
             "privacy": {"style": "placeholder"},
         }
     )
-    app = create_app(settings, providers={"rec": Upstream()})
-    key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
-    call = {"name": "send", "arguments": json.dumps({"to": "bob@example.org"})}
-    messages = [
-        {"role": "user", "content": "mail alice@example.com"},
-        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": call}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "done"},
-    ]
+    app = create_app(settings, providers={"rec": upstream})
+    return app, app.state.gateway.keys.create(tenant="acme", role="app")[0]
+
+
+def test_a_redaction_never_borrows_a_surrogate_of_the_conversation(tmp_path: Path) -> None:
+    """Content is pseudonymized (alice gets <EMAIL_ADDRESS_1>); a value the
+    guard redacts elsewhere (bob, in a tool declaration, which is not
+    pseudonymized) must not get the same placeholder, or the model would take
+    one for the other and the answer would restore alice where bob was meant."""
+    upstream = ToolCallingUpstream("sent to <EMAIL_ADDRESS_2>")
+    app, key = privacy_app(tmp_path, upstream)
+    tool = {"type": "function", "function": {"name": "send", "description": "cc bob@example.org"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "mail alice@example.com"}]}
     with TestClient(app) as client:
         response = client.post(
             "/v1/chat/completions",
-            json={"model": "m", "messages": messages},
+            json={**body, "tools": [tool]},
             headers={"Authorization": f"Bearer {key}"},
         )
     app.state.gateway.privacy.close()
     assert response.status_code == 200
-    [sent] = seen
+    [sent] = upstream.seen
     user = next(m for m in sent["messages"] if m["role"] == "user")
-    assistant = next(m for m in sent["messages"] if m.get("tool_calls"))
     assert user["content"] == "mail <EMAIL_ADDRESS_1>"
-    assert assistant["tool_calls"][0]["function"]["arguments"] == '{"to": "<EMAIL_ADDRESS_2>"}'
+    assert sent["tools"][0]["function"]["description"] == "cc <EMAIL_ADDRESS_2>"
     # Bob's address was redacted, not pseudonymized: it is not restored, and
     # alice's is not put in its place.
     assert response.json()["choices"][0]["message"]["content"] == "sent to <EMAIL_ADDRESS_2>"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_are_pseudonymized_and_restored(tmp_path: Path, stream: bool) -> None:
+    """An agent's history carries values in tool-call arguments, and the model
+    answers with tool calls built from surrogates: the upstream sees only
+    surrogates, the caller's tool gets the real values."""
+    upstream = ToolCallingUpstream("calling", call=True)
+    app, key = privacy_app(tmp_path, upstream)
+    earlier = {"name": "send", "arguments": json.dumps({"to": "bob@example.org"})}
+    messages = [
+        {"role": "user", "content": "mail alice@example.com"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "type": "function", "function": earlier}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]
+    with TestClient(app) as client:
+        sdk = openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=client)
+        answer = sdk.chat.completions.create(model="m", messages=messages, stream=stream)
+        if stream:
+            calls = [c for chunk in answer for c in (chunk.choices[0].delta.tool_calls or [])]
+        else:
+            calls = answer.choices[0].message.tool_calls or []
+    app.state.gateway.privacy.close()
+    [sent] = upstream.seen
+    assert "bob@example.org" not in json.dumps(sent) and "alice@example.com" not in json.dumps(sent)
+    assert [json.loads(c.function.arguments) for c in calls] == [{"to": "alice@example.com"}]

@@ -3,13 +3,21 @@ whole answers and streamed ones."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
 from mantlet.detectors.pii import PiiDetector
 from mantlet.detectors.pii.validators import luhn_ok
-from mantlet.privacy import Pseudonymizer, StreamRestorer, SurrogateStyle, Vault, generate_key
+from mantlet.privacy import (
+    Pseudonymizer,
+    Restorer,
+    StreamRestorer,
+    SurrogateStyle,
+    Vault,
+    generate_key,
+)
 
 TEXT = (
     "Mail jane.roe@example.org or call +1 415-555-2671; card 4111 1111 1111 1111. "
@@ -166,3 +174,10 @@ def test_values_in_fullwidth_or_split_by_zero_width_spaces_are_pseudonymized() -
     out = p.pseudonymize(text, "c")
     assert out == "card <CREDIT_CARD_1>, mail <EMAIL_ADDRESS_1>"
     assert p.restore(out, "c") == text
+
+
+def test_surrogates_inside_json_strings_are_restored_escaped() -> None:
+    restorer = Restorer({"<PERSON_1>": 'Jo "JJ" O\\Neil', "<EMAIL_ADDRESS_1>": "jo@example.org"})
+    arguments = json.dumps({"to": "<EMAIL_ADDRESS_1>", "name": "<PERSON_1>"})
+    restored = restorer.restore_json_strings(arguments)
+    assert json.loads(restored) == {"to": "jo@example.org", "name": 'Jo "JJ" O\\Neil'}

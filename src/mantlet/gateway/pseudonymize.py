@@ -87,21 +87,34 @@ class GatewayPrivacy:
 
     def restore(self, answer: dict[str, Any], conversation: str) -> None:
         """Restores surrogates in every choice of a chat or text answer, in
-        place: the text, and a message's content, refusal and reasoning trace
-        (the fields a stream relays too)."""
+        place: the text, a message's content, refusal and reasoning trace (the
+        fields a stream relays too), and its tool-call arguments, where the
+        real values go in JSON-escaped."""
         restorer = None
         for choice in answer.get("choices", []):
             if not isinstance(choice, dict):
                 continue
-            holder: dict[str, Any] = choice
-            fields: tuple[str, ...] = ("text",)
-            if isinstance(choice.get("message"), dict):
-                holder, fields = choice["message"], ("content", *TEXT_DELTA_FIELDS)
+            message = choice.get("message")
+            holder = message if isinstance(message, dict) else choice
+            fields = ("content", *TEXT_DELTA_FIELDS) if holder is message else ("text",)
+            restorer = restorer or Restorer(self.vault.mapping(conversation))
             for field in fields:
                 if isinstance(holder.get(field), str):
-                    if restorer is None:
-                        restorer = Restorer(self.vault.mapping(conversation))
                     holder[field] = restorer.restore(holder[field])
+            if holder is message:
+                for function in _functions(message):
+                    function["arguments"] = restorer.restore_json_strings(function["arguments"])
 
     def close(self) -> None:
         self.vault.close()
+
+
+def _functions(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function objects of a message's tool calls (and legacy function
+    call) whose arguments are a string."""
+    calls = message.get("tool_calls")
+    found = (
+        [c.get("function") for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    )
+    found.append(message.get("function_call"))
+    return [f for f in found if isinstance(f, dict) and isinstance(f.get("arguments"), str)]

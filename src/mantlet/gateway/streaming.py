@@ -234,15 +234,40 @@ class StreamRelay:
                 yield self._event([self._part(index, released, False)])
             calls = self._tool_calls(index)
             if calls:
-                verdict = await self._check(json.dumps(calls))
-                self._tool_verdicts.append(verdict)
-                if verdict.blocked:
-                    raise StreamBlocked("tool call blocked by policy", verdict)
-                if verdict.sanitized_text is not None:
-                    raise StreamBlocked("tool call arguments would need redaction", verdict)
+                calls = await self._checked_calls(calls)
+                if self._restorer is not None:  # after the check, for the caller only
+                    restorer = self._restorer()
+                    for call in calls:
+                        args = call["function"]["arguments"]
+                        call["function"]["arguments"] = restorer.restore_json_strings(args)
+                self.tools[index] = dict(enumerate(calls))  # what the caller got, for the audit
                 tool_delta = {"tool_calls": [{**c, "index": i} for i, c in enumerate(calls)]}
                 part = {"index": index, "delta": tool_delta, "finish_reason": None}
                 yield self._event([part])
+
+    async def _checked_calls(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A choice's tool calls, checked whole (arguments only mean something
+        complete) and redacted where the policy says so. A redaction that does
+        not leave well-formed calls ends the stream instead (fail closed)."""
+        checked = json.dumps(calls)
+        verdict = await self._check(checked)
+        self._tool_verdicts.append(verdict)
+        if verdict.blocked:
+            raise StreamBlocked("tool call blocked by policy", verdict)
+        sanitized = verdict.sanitized_text
+        if sanitized is None or sanitized == checked:
+            return calls
+        try:
+            redacted = json.loads(sanitized)
+        except ValueError:
+            redacted = None
+        shaped = isinstance(redacted, list) and len(redacted) == len(calls)
+        if not shaped or any(
+            not isinstance(new, dict) or new.get("id") != old.get("id")
+            for new, old in zip(redacted or [], calls, strict=False)
+        ):
+            raise StreamBlocked("tool call arguments could not be redacted and kept well-formed")
+        return list(redacted)
 
     def _restore(self, key: tuple[int, str], text: str, *, final: bool = False) -> str:
         if self._restorer is not None:

@@ -4,6 +4,7 @@ or chunk by chunk while it streams."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from mantlet.core.folding import fold, seen_text, unfold
 from mantlet.core.types import Finding, ScanContext
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.pii import PiiDetector
+from mantlet.pipeline.parts import message_parts, rebuild_messages
 from mantlet.privacy.surrogates import SurrogateStyle, fake_value, placeholder
 from mantlet.privacy.vault import Vault
 
@@ -76,30 +78,18 @@ class Pseudonymizer:
     def pseudonymize_messages(
         self, messages: Sequence[Mapping[str, Any]], conversation: str, tenant: str | None = None
     ) -> list[dict[str, Any]]:
-        """String contents and text parts of OpenAI-style messages."""
-        everything = "\n".join(_texts(messages))
-        out = []
-        for message in messages:
-            copy = dict(message)
-            content = message.get("content")
-            if isinstance(content, str):
-                copy["content"] = self.pseudonymize(
-                    content, conversation, context=everything, tenant=tenant
-                )
-            elif isinstance(content, list):
-                copy["content"] = [
-                    {
-                        **part,
-                        "text": self.pseudonymize(
-                            part["text"], conversation, context=everything, tenant=tenant
-                        ),
-                    }
-                    if isinstance(part, dict) and isinstance(part.get("text"), str)
-                    else part
-                    for part in content
-                ]
-            out.append(copy)
-        return out
+        """Every text a message carries, as the guard reads it: content and
+        its text items, tool-call arguments, names, refusals, reasoning. A
+        value left out here would be redacted by the guard instead, and not
+        come back in the answer."""
+        parts = [p for p in message_parts(messages) if p.text]
+        everything = "\n".join(p.text for p in parts)
+        replacements = {}
+        for part in parts:
+            done = self.pseudonymize(part.text, conversation, context=everything, tenant=tenant)
+            if done != part.text:
+                replacements[part.path] = done
+        return rebuild_messages(messages, replacements)
 
     def surrogate(self, conversation: str, kind: str, value: str, context: str) -> str:
         with self._lock, self.vault.allocating():
@@ -151,6 +141,15 @@ class Restorer:
             return text
         return str(self._regex.sub(lambda m: self.mapping[m.group(0)], text))
 
+    def restore_json_strings(self, text: str) -> str:
+        """The same, for surrogates inside JSON string literals (tool-call
+        arguments): each real value goes in JSON-escaped, so a quote or a
+        backslash in it cannot end the string and change the arguments."""
+        if self._regex is None:
+            return text
+        escaped = {k: json.dumps(v)[1:-1] for k, v in self.mapping.items()}
+        return str(self._regex.sub(lambda m: escaped[m.group(0)], text))
+
 
 class StreamRestorer:
     """Restores surrogates in a streamed answer: ``feed`` each chunk and send
@@ -160,6 +159,7 @@ class StreamRestorer:
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self._restorer = Restorer(mapping)
+        self.restore_json_strings = self._restorer.restore_json_strings  # whole tool calls
         self._prefixes = {s[:i] for s in mapping for i in range(1, len(s))}
         self._longest = max((len(s) for s in mapping), default=0)
         self._buffer = ""
@@ -186,14 +186,3 @@ class StreamRestorer:
         rest = self.flush()
         if rest:
             yield rest
-
-
-def _texts(messages: Sequence[Mapping[str, Any]]) -> Iterator[str]:
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield part["text"]
