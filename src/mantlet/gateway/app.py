@@ -36,6 +36,7 @@ from mantlet.core.types import Action, Verdict
 from mantlet.crypto.tenant_keys import TenantErased
 from mantlet.detectors import canary as canaries
 from mantlet.errors import InvalidInputError
+from mantlet.gateway import responses_api
 from mantlet.gateway.accountability import (
     Accountability,
     AuditUnavailable,
@@ -379,9 +380,13 @@ def create_app(
         model: str,
         answer: dict[str, Any],
         upstream_body: dict[str, Any],
+        sent: dict[str, Any] | None = None,
     ) -> dict[str, str]:
         """Records an answered request with its manifest (and, if configured,
-        its encrypted payload) in one transaction; returns the headers."""
+        its encrypted payload) in one transaction; returns the headers.
+        ``sent`` is the body the caller receives, when it is not ``answer``
+        itself (the Responses API's shape of the same answer)."""
+        sent = answer if sent is None else sent
         texts = _answer_texts(answer)
         holder: dict[str, str] = {}
         extras = []
@@ -399,7 +404,7 @@ def create_app(
             )
         try:
             payload = trail.payload_writer(
-                principal.tenant, {"request": upstream_body, "response": answer}
+                principal.tenant, {"request": upstream_body, "response": sent}
             )
         except TenantErased:
             message = "this tenant was erased; the policy requires storing payloads"
@@ -411,7 +416,7 @@ def create_app(
             for write in extras:
                 write(conn, seq)
 
-        record = _request_record(request, request.scope["route"].path, 200, body_digest(answer))
+        record = _request_record(request, request.scope["route"].path, 200, body_digest(sent))
         try:
             index = await trail.append(record, extra)
         except AuditUnavailable:
@@ -534,6 +539,15 @@ def create_app(
             if principal.may_use(model)
         ]
         return {"object": "list", "data": data}
+
+    @app.get("/v1/models/{model:path}")
+    async def retrieve_model(request: Request, model: str) -> dict[str, Any]:
+        """One model, as ``client.models.retrieve`` asks; a model the key may
+        not use is reported as missing, like one that does not exist."""
+        principal = gateway.authorize(request, "models")
+        if model not in gateway.routes or not principal.may_use(model):
+            raise GatewayError(404, f"model {model!r} does not exist", "model_not_found", "model")
+        return {"id": model, "object": "model", "created": 0, "owned_by": "mantlet"}
 
     @app.get("/v1/admin/keys")
     async def admin_list_keys(request: Request) -> dict[str, Any]:
@@ -686,15 +700,19 @@ def create_app(
         stream: bool,
         actions: tuple[Action, Action],
         upstream_body: dict[str, Any],
+        shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Response:
-        headers = await audit_answer(request, principal, answer["model"], answer, upstream_body)
+        sent = shape(answer) if shape else answer
+        headers = await audit_answer(
+            request, principal, answer["model"], answer, upstream_body, sent
+        )
         headers["x-mantlet-input-action"] = actions[0].value
         headers["x-mantlet-output-action"] = actions[1].value
         if stream:
             return StreamingResponse(
                 _as_sse(answer), media_type="text/event-stream", headers=headers
             )
-        return JSONResponse(answer, headers=headers)
+        return JSONResponse(sent, headers=headers)
 
     async def stream_reply(
         request: Request,
@@ -706,6 +724,7 @@ def create_app(
         action_in: Action,
         restorer: Callable[[], StreamRestorer] | None = None,
         input_check: StagedCheck | None = None,
+        translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
     ) -> Response:
         """Streams the upstream's answer through the output guard as it
         arrives. Upstream fallbacks apply until the first chunk; the audit
@@ -810,11 +829,49 @@ def create_app(
             "x-mantlet-output-action": "streamed",
             "cache-control": "no-cache",
         }
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+        body_events = translate(events()) if translate else events()
+        return StreamingResponse(body_events, media_type="text/event-stream", headers=headers)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         principal, body, model, stream = await admit(request)
+        return await chat_flow(request, principal, body, model, stream)
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        """The Responses API, served through the chat route's guard: see
+        ``responses_api`` for what translates and what is refused."""
+        principal, body, model, stream = await admit(request)
+        chat_body = responses_api.to_chat_request(body)
+        response_id = f"resp_{request.state.request_id}"
+        if stream:
+            translator = responses_api.StreamTranslator(body, response_id)
+            return await chat_flow(
+                request, principal, chat_body, model, stream, translate=translator.translate
+            )
+        return await chat_flow(
+            request,
+            principal,
+            chat_body,
+            model,
+            stream,
+            shape=lambda answer: responses_api.from_chat_answer(answer, body, response_id),
+        )
+
+    async def chat_flow(
+        request: Request,
+        principal: Principal,
+        body: dict[str, Any],
+        model: str,
+        stream: bool,
+        *,
+        shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+    ) -> Response:
+        """A chat request from input guard to answer. ``shape`` turns the
+        guarded answer into what the caller receives (and what the audit
+        record's digest covers); ``translate`` does the same to a stream's
+        events."""
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise GatewayError(
@@ -851,6 +908,7 @@ def create_app(
                 check.gate.action,
                 restorer,
                 check,
+                translate,
             )
         answer, verdict_in = await forward_checked(
             request, principal, "chat/completions", model, upstream_body, check
@@ -859,7 +917,13 @@ def create_app(
         if gateway.privacy:
             gateway.privacy.restore(answer, conversation)
         return await reply(
-            request, principal, answer, stream, (verdict_in.action, verdict_out), upstream_body
+            request,
+            principal,
+            answer,
+            stream,
+            (verdict_in.action, verdict_out),
+            upstream_body,
+            shape,
         )
 
     async def guarded_texts(

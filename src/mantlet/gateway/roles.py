@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 __all__ = ["BUILTIN_ROLES", "PERMISSIONS", "role_table"]
 
 PERMISSIONS: Mapping[str, str] = {
-    "chat": "generate: chat, completions, embeddings",
+    "chat": "generate: chat, responses, completions, embeddings",
     "models": "list models",
     "keys:manage": "create, list, revoke, rotate keys and enrol second factors",
     "audit:read": "read the audit log and proofs of one's own tenant",
