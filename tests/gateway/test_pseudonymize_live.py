@@ -182,6 +182,22 @@ def test_completion_prompts_are_pseudonymized_and_restored(
         assert value not in seen[-1]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_api_input_is_pseudonymized_and_its_answer_restored(
+    live: tuple[str, str, list[str]], stream: bool
+) -> None:
+    url, key, seen = live
+    with openai.OpenAI(api_key=key, base_url=url, max_retries=0) as sdk:
+        if stream:
+            with sdk.responses.stream(model="small", input=PROMPT) as events:
+                text = events.get_final_response().output_text
+        else:
+            text = sdk.responses.create(model="small", input=PROMPT).output_text
+    assert text == PROMPT
+    for value in ("jane.roe@example.org", "4111 1111 1111 1111", "GB82 WEST"):
+        assert value not in seen[-1]
+
+
 def test_reasoning_and_refusals_are_restored_like_content(tmp_path: Path) -> None:
     privacy = GatewayPrivacy(PrivacySettings(), tmp_path)
     try:
