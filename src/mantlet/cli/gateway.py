@@ -95,7 +95,13 @@ def serve(
     )
     if workers == 1:
         app = create_app(settings)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
+        )
         return
     if settings.quotas.storage_uri.startswith("memory"):
         stderr.print(
@@ -110,6 +116,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

@@ -43,6 +43,7 @@ from mantlet.gateway.accountability import (
     body_digest,
     now_rfc3339,
 )
+from mantlet.gateway.draining import Drain
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
@@ -276,6 +277,8 @@ def create_app(
             except Exception as exc:  # noqa: BLE001 - retried next interval, but said
                 log.warning("audit log WAL checkpoint failed (%s)", type(exc).__name__)
 
+    drain = Drain()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Configuration changes are admin actions too: each start records
@@ -300,7 +303,12 @@ def create_app(
         # no longer traversed by every full collection during requests.
         gc.collect()
         gc.freeze()
+        drain.install()
         yield
+        drain.started = True
+        await drain.settled(timeout=5)
+        if _BACKGROUND:  # audit records of streams the shutdown cut, still being written
+            await asyncio.wait(set(_BACKGROUND), timeout=10)
         wal_task.cancel()
         if task:
             task.cancel()
@@ -766,6 +774,7 @@ def create_app(
                     verdicts=verdicts_in + relay.verdicts(),
                 )
 
+            drain.streams += 1
             try:
                 try:
                     async for event in relay.run(first, chunks):
@@ -819,9 +828,14 @@ def create_app(
             finally:
                 gateway.quotas.leave(principal)
                 if not attempted:
-                    # The client went away mid-stream: still record what
-                    # happened, without holding anything up.
-                    _in_background(trail.append(record_of(499, "client_disconnected")))
+                    # The client went away mid-stream, or the shutdown cut
+                    # it: still record what happened, without holding
+                    # anything up.
+                    if drain.started:  # cut by the shutdown's grace period
+                        _in_background(trail.append(record_of(503, "server_shutdown")))
+                    else:
+                        _in_background(trail.append(record_of(499, "client_disconnected")))
+                drain.streams -= 1
 
         request.state.in_flight = False  # the stream leaves the quota when it ends
         headers = {

@@ -177,6 +177,12 @@ class GatewaySettings(BaseModel):
     data_dir: Path = Path(".mantlet")
     database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
     policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
+    shutdown_grace_s: int = Field(
+        30,
+        ge=1,
+        description="On SIGTERM/SIGINT: stop accepting connections, let requests and streams"
+        " in flight finish for up to this long, then close what is left.",
+    )
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_messages: int = Field(512, gt=0, description="Messages (or prompts, inputs) per request.")
     max_field_strings: int = Field(
