@@ -99,3 +99,80 @@ def test_no_body_shaped_like_a_request_gets_a_5xx(
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+RESPONSES_KEYS = [
+    "type", "role", "content", "text", "call_id", "name", "arguments", "output", "image_url",
+    "file_data", "filename", "detail", "refusal", "format", "effort", "parameters",
+]  # fmt: skip
+RESPONSES_ATOMS = st.one_of(
+    ATOMS,
+    st.sampled_from(
+        [
+            "message",
+            "function_call",
+            "function_call_output",
+            "reasoning",
+            "input_text",
+            "output_text",
+            "input_image",
+            "input_file",
+            "function",
+            "json_schema",
+            "auto",
+        ]
+    ),
+)
+RESPONSES_VALUES = st.recursive(
+    RESPONSES_ATOMS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(RESPONSES_KEYS), inner, max_size=4)
+    ),
+    max_leaves=14,
+)
+RESPONSES_FIELDS = st.dictionaries(
+    st.sampled_from(
+        [
+            "instructions",
+            "tools",
+            "tool_choice",
+            "text",
+            "reasoning",
+            "max_output_tokens",
+            "temperature",
+            "stream",
+            "metadata",
+            "store",
+            "include",
+            "parallel_tool_calls",
+        ]
+    ),
+    RESPONSES_VALUES,
+    max_size=3,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    items=st.one_of(
+        RESPONSES_VALUES,
+        st.lists(st.dictionaries(st.sampled_from(RESPONSES_KEYS), RESPONSES_VALUES), max_size=3),
+    ),
+    fields=RESPONSES_FIELDS,
+)
+def test_no_responses_api_body_gets_a_5xx(
+    gateway: tuple[TestClient, str], items: Any, fields: dict[str, Any]
+) -> None:
+    client, key = gateway
+    body = {"model": "echo", "input": items, **fields}
+    response = client.post(
+        "/v1/responses",
+        content=json.dumps(body).encode("utf-8", "surrogatepass"),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code < 500, response.text[:300]
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
