@@ -304,11 +304,20 @@ def verify_manifest_command(
     choice: Annotated[
         int | None, typer.Option(min=0, help="Which choice the text is (default: any).")
     ] = None,
+    tool_calls: Annotated[
+        Path | None,
+        typer.Option(
+            "--tool-calls",
+            help="JSON list of the choice's tool calls as received (chat or Responses shape);"
+            " they must match too.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Verify a provenance manifest offline; exit 0 only if it is valid for the text."""
+    """Verify a provenance manifest offline; exit 0 only if it is valid for the
+    text (and the tool calls, when given)."""
     from mantlet.provenance import ManifestError, verify_manifest
 
     raw = read_text(None, manifest).strip()
@@ -320,6 +329,14 @@ def verify_manifest_command(
         except (ValueError, KeyError, TypeError):
             raise InvalidInputError("manifest JSON has no 'jws' field") from None
     answer = read_text(None, text)
+    calls = None
+    if tool_calls is not None:
+        try:
+            calls = json.loads(read_text(None, tool_calls))
+        except ValueError:
+            raise InvalidInputError(f"{tool_calls} is not JSON") from None
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise InvalidInputError(f"{tool_calls} must hold a JSON list of tool-call objects")
     if keys is not None:
         try:
             jwks = json.loads(read_text(None, keys))
@@ -328,7 +345,7 @@ def verify_manifest_command(
     else:
         jwks = open_accountability(config, data_dir).signing_key.jwks()
     try:
-        result = verify_manifest(token, answer, jwks, choice=choice)
+        result = verify_manifest(token, answer, jwks, choice=choice, tool_calls=calls)
     except ManifestError as exc:
         if as_json:
             print_json({"valid": False, "reason": str(exc)})

@@ -171,6 +171,7 @@ class Accountability:
         upstream: str | None,
         request_id: str,
         watermark: Mapping[str, Any] | None = None,
+        tool_calls: list[list[dict[str, Any]]] | None = None,
     ) -> Extra:
         """Builds and signs the manifest once the record's index is known,
         and stores it in the same transaction; the token lands in ``holder``."""
@@ -184,6 +185,7 @@ class Accountability:
                 audit_log=self.log.origin,
                 audit_index=seq,
                 watermark=watermark,
+                tool_calls=tool_calls,
             )
             token = sign_manifest(manifest, self.signing_key)
             conn.execute(

@@ -408,6 +408,7 @@ def create_app(
                     upstream=getattr(request.state, "upstream", None),
                     request_id=request.state.request_id,
                     watermark=getattr(request.state, "watermark", None),
+                    tool_calls=_answer_tool_calls(answer),
                 )
             )
         try:
@@ -805,6 +806,7 @@ def create_app(
                         upstream=upstream,
                         request_id=request.state.request_id,
                         watermark=relay.watermark,
+                        tool_calls=relay.tool_calls(),
                     )
                 index: int | None = None
                 attempted = True  # once submitted, the committer writes it even if we go away
@@ -1341,6 +1343,18 @@ def _answer_texts(answer: dict[str, Any]) -> list[str] | None:
             content = choice["message"].get("content")
             texts.append(content if isinstance(content, str) else "")
     return texts
+
+
+def _answer_tool_calls(answer: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The tool calls of each chat choice, as the caller receives them."""
+    calls = []
+    for choice in answer.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue  # as in _answer_texts: one entry per choice the manifest covers
+        message = choice.get("message")
+        made = message.get("tool_calls") if isinstance(message, dict) else None
+        calls.append([c for c in made if isinstance(c, dict)] if isinstance(made, list) else [])
+    return calls
 
 
 def _authorize_any(gateway: Gateway, request: Request, permissions: tuple[str, ...]) -> Principal:

@@ -154,7 +154,7 @@ def _input_messages(raw: Any) -> list[dict[str, Any]]:
 
 def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise GatewayError(
             400, f"{where}.role must be one of {sorted(_ROLES)}", "invalid_request", "input"
         )

@@ -311,6 +311,10 @@ class StreamRelay:
             extra["mantlet_provenance"] = manifest
         return self._event(parts, **extra)
 
+    def tool_calls(self) -> list[list[dict[str, Any]]]:
+        """The tool calls each choice's caller received."""
+        return [self._tool_calls(index) for index in sorted(self.guards)]
+
     def texts(self) -> list[str]:
         """The text each choice's caller received."""
         return [self.sent.get((index, "content"), "") for index in sorted(self.guards)]

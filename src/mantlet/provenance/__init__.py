@@ -6,6 +6,7 @@ from mantlet.provenance.manifest import (
     build_manifest,
     content_sha256,
     sign_manifest,
+    tool_calls_sha256,
     verify_manifest,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "build_manifest",
     "content_sha256",
     "sign_manifest",
+    "tool_calls_sha256",
     "verify_manifest",
 ]

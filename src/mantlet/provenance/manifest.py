@@ -34,6 +34,7 @@ __all__ = [
     "build_manifest",
     "content_sha256",
     "sign_manifest",
+    "tool_calls_sha256",
     "verify_manifest",
 ]
 
@@ -51,6 +52,19 @@ def content_sha256(text: str) -> str:
     return hashlib.sha256(unicodedata.normalize("NFC", text).encode("utf-8")).hexdigest()
 
 
+def tool_calls_sha256(calls: Sequence[Mapping[str, Any]]) -> str:
+    """Hash of one choice's tool calls as the caller received them: each
+    call's name and arguments string, in order, as RFC 8785 JSON. Calls in
+    the chat shape (``function: {name, arguments}``) and in the Responses
+    shape (``name``, ``arguments``) hash alike."""
+    named = []
+    for call in calls:
+        function = call.get("function")
+        source = function if isinstance(function, Mapping) else call
+        named.append({"name": source.get("name", ""), "arguments": source.get("arguments", "")})
+    return hashlib.sha256(rfc8785.dumps(named)).hexdigest()
+
+
 def build_manifest(
     *,
     texts: Sequence[str],
@@ -61,10 +75,14 @@ def build_manifest(
     audit_index: int | None,
     watermark: Mapping[str, Any] | None = None,
     created: datetime | None = None,
+    tool_calls: Sequence[Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one answer; ``texts`` are its choices in order."""
+    """The manifest of one answer; ``texts`` are its choices in order, and
+    ``tool_calls`` the calls each choice made. An agent acts on the calls,
+    not the text, so they are covered too (``tool_calls_sha256``, one entry
+    per choice, null for a choice without calls; absent when none made any)."""
     hashes = [content_sha256(t) for t in texts]
-    return {
+    manifest = {
         "spec": SPEC,
         "content": {
             "sha256": hashes[0] if hashes else content_sha256(""),
@@ -85,6 +103,11 @@ def build_manifest(
         "audit": {"log": audit_log, "index": audit_index},
         "watermark": dict(watermark) if watermark else None,
     }
+    if tool_calls and any(tool_calls):
+        manifest["tool_calls_sha256"] = [
+            tool_calls_sha256(calls) if calls else None for calls in tool_calls
+        ]
+    return manifest
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,10 +145,16 @@ def _keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, OKPKey]:
 
 
 def verify_manifest(
-    token: str, text: str, jwks: Mapping[str, Any], *, choice: int | None = None
+    token: str,
+    text: str,
+    jwks: Mapping[str, Any],
+    *,
+    choice: int | None = None,
+    tool_calls: Sequence[Mapping[str, Any]] | None = None,
 ) -> VerifiedManifest:
-    """Checks signature, structure and content hash; raises ManifestError
-    naming the first thing that failed. ``choice`` None accepts any choice."""
+    """Checks signature, structure and content hash (and, when given, the
+    choice's tool calls); raises ManifestError naming the first thing that
+    failed. ``choice`` None accepts any choice the text matches."""
     token = token.strip()
     parts = token.split(".")
     if len(parts) != 3:
@@ -163,7 +192,17 @@ def verify_manifest(
             raise ManifestError(f"manifest has no choice {choice}")
         if hashes[choice] != digest:
             raise ManifestError(f"text does not match choice {choice}: content hash differs")
-        return VerifiedManifest(manifest, kid, choice)
-    if digest not in hashes:
-        raise ManifestError("text does not match the manifest: content hash differs")
-    return VerifiedManifest(manifest, kid, hashes.index(digest))
+        matching = [choice]
+    else:
+        matching = [i for i, h in enumerate(hashes) if h == digest]
+        if not matching:
+            raise ManifestError("text does not match the manifest: content hash differs")
+    if tool_calls is not None:
+        covered = manifest.get("tool_calls_sha256")
+        if not isinstance(covered, list):
+            raise ManifestError("manifest covers no tool calls")
+        calls_digest = tool_calls_sha256(tool_calls)
+        matching = [i for i in matching if i < len(covered) and covered[i] == calls_digest]
+        if not matching:
+            raise ManifestError("tool calls do not match the manifest: their hash differs")
+    return VerifiedManifest(manifest, kid, matching[0])
