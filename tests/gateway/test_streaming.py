@@ -349,3 +349,26 @@ def test_a_secret_in_streamed_tool_call_arguments_is_redacted(keys: KeyStore) ->
         "key_id": "<AWS_ACCESS_KEY_ID_1>",
         "region": "eu",
     }
+
+
+def test_usage_chunk_only_when_the_caller_asks_but_always_counted(keys: KeyStore) -> None:
+    """OpenAI sends the usage chunk (with an empty choices list) only under
+    ``stream_options.include_usage``; code that reads ``chunk.choices[0]`` on
+    every chunk must keep working. The budget counts usage either way."""
+    key, _ = keys.create(tenant="acme", role="app")
+    provider = ScriptedStream(["hello ", "there"])
+    with client_with(keys, provider, quotas={"tokens_per_key": "20/day"}) as client:
+        sdk = openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=client)
+        messages = [{"role": "user", "content": "hi"}]
+        plain = list(sdk.chat.completions.create(model="m", messages=messages, stream=True))
+        assert all(chunk.choices for chunk in plain)
+        assert "".join(c.choices[0].delta.content or "" for c in plain) == "hello there"
+        asked = list(
+            sdk.chat.completions.create(
+                model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        assert asked[-1].choices == [] and asked[-1].usage is not None
+        assert asked[-1].usage.total_tokens == 12
+        with pytest.raises(openai.RateLimitError):  # 12 + 12 tokens spent of 20
+            sdk.chat.completions.create(model="m", messages=messages, stream=True)

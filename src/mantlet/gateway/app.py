@@ -755,6 +755,13 @@ def create_app(
         request.state.upstream = upstream
         request.state.audited = True  # by the stream itself, once it ends
         verdicts_in = list(_VERDICTS.get() or [])
+        # Upstreams are always asked for usage (quotas count it), but as with
+        # OpenAI the caller gets the usage chunk, whose choices list is
+        # empty, only if it asked: code reading chunk.choices[0] would fail.
+        options = upstream_body.get("stream_options")
+        wants_usage = translate is not None or (
+            isinstance(options, dict) and options.get("include_usage") is True
+        )
 
         async def check(text: str) -> Verdict:
             return await gateway.check_output(text, principal.tenant, metadata)
@@ -824,7 +831,7 @@ def create_app(
                     yield f"data: {json.dumps({'error': error})}\n\n".encode()
                     return
                 yield relay.closing_event(index, holder.get("jws"))
-                if relay.usage_event is not None:
+                if relay.usage_event is not None and wants_usage:
                     yield relay.usage_event
                 yield b"data: [DONE]\n\n"
             finally:
