@@ -865,3 +865,45 @@ def test_plain_prompt_routes_overlap_and_fail_closed_too(
     assert flagged.status_code == 200
     assert flagged.headers["x-mantlet-input-action"] == "flag"
     assert_openai_error(failed, 400, "content_blocked")
+
+
+def test_every_route_refuses_missing_wrong_revoked_and_powerless_credentials(
+    keys: KeyStore,
+) -> None:
+    """Enumerates the app's routes, so a route added later is covered too:
+    only the liveness, readiness and public-key routes answer strangers."""
+    from fastapi.routing import APIRoute
+
+    def flattened(routes: list[Any]) -> Iterator[Any]:
+        for route in routes:
+            included = getattr(route, "original_router", None)  # app.include_router(...)
+            yield from flattened(included.routes) if included else [route]
+
+    public = {"/healthz", "/readyz", "/.well-known/mantlet/keys.json"}
+    revoked, info = keys.create(tenant="acme", role="app")
+    keys.revoke(info.key_id)
+    nobody = keys.create(tenant="acme", role="unheard-of")[0]  # a role that holds nothing
+    with client_for(keys) as client:
+        routes = [
+            (method, route.path)
+            for route in flattened(client.app.routes)  # type: ignore[attr-defined]
+            if route.path not in public
+            for method in sorted(route.methods or ())
+        ]
+        assert all(isinstance(route, APIRoute) for route in flattened(client.app.routes))  # type: ignore[attr-defined]
+        assert ("POST", "/v1/responses") in routes and ("POST", "/v1/scan") in routes
+        assert ("POST", "/v1/watermark/detect") in routes
+        for method, path in routes:
+            url = path.replace("{key_id}", "abc").replace("{request_id}", "req_1")
+            url = url.replace("{model:path}", "echo")
+            for header in (
+                {},
+                {"Authorization": "Bearer mk-nope-nope"},
+                {"Authorization": f"Bearer {revoked}"},
+            ):
+                answer = client.request(method, url, headers=header, json={})
+                assert answer.status_code == 401, (method, path, header.keys())
+            powerless = client.request(
+                method, url, headers={"Authorization": f"Bearer {nobody}"}, json={}
+            )
+            assert powerless.status_code == 403, (method, path)

@@ -43,6 +43,7 @@ from mantlet.gateway.accountability import (
     body_digest,
     now_rfc3339,
 )
+from mantlet.gateway.bodies import read_json
 from mantlet.gateway.draining import Drain
 from mantlet.gateway.errors import GatewayError, error_response, install_handlers
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
@@ -54,6 +55,7 @@ from mantlet.gateway.providers.base import stream_chunks
 from mantlet.gateway.pseudonymize import GatewayPrivacy
 from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.roles import role_table
+from mantlet.gateway.scan_route import scan_router
 from mantlet.gateway.settings import GatewaySettings
 from mantlet.gateway.streaming import StreamBlocked, StreamRelay
 from mantlet.gateway.tokens import TokenVerifier
@@ -67,10 +69,6 @@ from mantlet.watermark import current_tenant
 _MFA_PERMISSIONS = frozenset({"keys:manage", "audit:checkpoint"})
 # How often the audit log's SQLite write-ahead log is folded into the database.
 _WAL_CHECKPOINT_S = 1.0
-# Deeper JSON is refused: no OpenAI request nests anywhere near it, and the
-# scanning and copying code downstream recurses.
-_MAX_JSON_DEPTH = 64
-_TOO_DEEP = object()
 # Routes that decide nothing and are not recorded in the audit log.
 _UNAUDITED = frozenset({"/healthz", "/readyz", "/.well-known/mantlet/keys.json"})
 # Each request's verdicts, collected for its audit record.
@@ -125,6 +123,22 @@ class Gateway:
         nothing to gain by overlapping (a blocked gate) or the settings say so."""
         if check.gate.blocked or not self.settings.overlap_flag_only:
             _refuse_if_blocked(await self.finish_input(check))
+
+    async def check_input(
+        self,
+        content: Any,
+        tenant: str,
+        *,
+        documents: list[str] | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Verdict:
+        """The whole input verdict at once (``/v1/scan``: no upstream call to overlap)."""
+        verdict = await self.shield.acheck_input(
+            content, documents=documents, fields=fields, tenant=tenant
+        )
+        self.metrics.observe_verdict(verdict)
+        _note_verdict(verdict)
+        return verdict
 
     async def check_output(
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
@@ -318,10 +332,19 @@ def create_app(
             await provider.aclose()
         await gateway.quotas.aclose()
 
-    app = FastAPI(title="Mantlet gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No schema or docs routes: every route but liveness, readiness and the
+    # public signing keys answers only an authenticated caller.
+    app = FastAPI(
+        title="Mantlet gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.gateway = gateway
     install_handlers(app)
     app.include_router(watermark_router(gateway))
+    app.include_router(scan_router(gateway))
 
     def begin_request() -> None:
         _VERDICTS.set([])
@@ -567,7 +590,7 @@ def create_app(
     @app.post("/v1/admin/keys")
     async def admin_create_key(request: Request) -> JSONResponse:
         gateway.authorize(request, "keys:manage")
-        body = await _read_json(request, settings.max_body_bytes)
+        body = await read_json(request, settings.max_body_bytes)
         tenant, role, name = body.get("tenant"), body.get("role", "app"), body.get("name", "")
         models, days = body.get("models"), body.get("expires_in_days")
         if not isinstance(tenant, str) or not isinstance(role, str) or not isinstance(name, str):
@@ -638,7 +661,7 @@ def create_app(
         await gateway.quotas.admit(principal)
         gateway.quotas.enter(principal)
         request.state.in_flight = True
-        body = await _read_json(request, settings.max_body_bytes)
+        body = await read_json(request, settings.max_body_bytes)
         model = body.get("model")
         request.state.model = model if isinstance(model, str) else None
         if not isinstance(model, str) or not model:
@@ -1025,56 +1048,6 @@ def create_app(
         return await reply(request, principal, answer, False, actions, upstream_body)
 
     return app
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise GatewayError(413, f"request body larger than {limit} bytes", "body_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(413, f"request body larger than {limit} bytes", "body_too_large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    request.state.request_sha256 = body_digest(raw)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GatewayError(400, "request body is not valid UTF-8", "invalid_encoding") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GatewayError(
-            400,
-            f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})",
-            "invalid_json",
-        ) from None
-    except RecursionError:  # deeper than the parser's own stack allows
-        data = _TOO_DEEP
-    if data is _TOO_DEEP or _nesting(data) > _MAX_JSON_DEPTH:
-        raise GatewayError(
-            400, f"request body nests deeper than {_MAX_JSON_DEPTH} levels", "invalid_json"
-        )
-    if not isinstance(data, dict):
-        raise GatewayError(400, "request body must be a JSON object", "invalid_request")
-    return data
-
-
-def _nesting(value: Any) -> int:
-    """How deep objects and arrays nest in ``value`` (iteratively: the point
-    is to refuse what recursive code downstream could not handle)."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        node, depth = pending.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth)
-            if depth > _MAX_JSON_DEPTH:
-                break
-            children = node.values() if isinstance(node, dict) else node
-            pending.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 async def _call_upstreams(

@@ -15,6 +15,7 @@ __all__ = ["BUILTIN_ROLES", "PERMISSIONS", "role_table"]
 PERMISSIONS: Mapping[str, str] = {
     "chat": "generate: chat, responses, completions, embeddings",
     "models": "list models",
+    "scan": "ask for a guard verdict on text or messages (/v1/scan)",
     "keys:manage": "create, list, revoke, rotate keys and enrol second factors",
     "audit:read": "read the audit log and proofs of one's own tenant",
     "audit:all-tenants": "read every tenant's audit records",
@@ -25,7 +26,7 @@ PERMISSIONS: Mapping[str, str] = {
 BUILTIN_ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
     "auditor": frozenset({"models", "audit:read", "watermark:detect"}),
-    "app": frozenset({"chat", "models"}),
+    "app": frozenset({"chat", "models", "scan"}),
 }
 
 

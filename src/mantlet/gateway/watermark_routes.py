@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from mantlet.errors import MantletError
+from mantlet.gateway.bodies import read_json
 from mantlet.gateway.errors import GatewayError
 from mantlet.watermark import (
     DEFAULT_MIN_TOKENS,
@@ -60,10 +61,8 @@ def watermark_router(gateway: Any) -> APIRouter:
 
     @router.post("/v1/watermark/detect")
     async def detect(request: Request) -> dict[str, Any]:
-        from mantlet.gateway.app import _read_json
-
         principal = gateway.authorize(request, "watermark:detect")
-        body = await _read_json(request, settings.max_body_bytes)
+        body = await read_json(request, settings.max_body_bytes)
         text, windowed = body.get("text"), body.get("windowed", False)
         tenant, model = body.get("tenant", principal.tenant), body.get("model")
         min_tokens = body.get("min_tokens", DEFAULT_MIN_TOKENS)
