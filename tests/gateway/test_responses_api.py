@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -287,7 +289,7 @@ def test_the_sdks_stream_helper_assembles_the_same_response(
 def translated(chat_events: list[dict[str, Any] | str]) -> list[dict[str, Any]]:
     """Runs chat stream events through the translator; returns its events."""
 
-    async def source() -> AsyncIterator[bytes]:
+    async def source() -> AsyncGenerator[bytes, None]:
         for event in chat_events:
             data = event if isinstance(event, str) else json.dumps(event)
             yield f"data: {data}\n\n".encode()
@@ -347,3 +349,64 @@ def test_a_stream_that_ends_in_an_error_fails_the_response() -> None:
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "content_blocked"
     assert "response.completed" not in [e["type"] for e in events]
+
+
+def test_a_caller_leaving_a_responses_stream_frees_its_slot_and_is_audited(
+    tmp_path: Path, live_server: type[Any]
+) -> None:
+    """The translated stream closes the chat stream under it, so its cleanup
+    runs at once: the concurrency slot is free for the next request, and the
+    audit record says the caller left."""
+    upstream = FastAPI()
+
+    @upstream.post("/v1/chat/completions")
+    async def slow() -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+            for i in range(40):
+                choice = {"index": 0, "delta": {"content": f"word{i} " * 40}}
+                yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with live_server(upstream) as up:
+        settings = GatewaySettings.model_validate(
+            {
+                "data_dir": str(tmp_path / "state"),
+                "upstreams": [{"name": "up", "kind": "openai", "base_url": up.url}],
+                "routes": [{"model": "slow", "upstreams": ["up"]}],
+                "quotas": {"concurrent_per_key": 1},
+                "audit": {"checkpoint_interval_s": 0},
+            }
+        )
+        app = create_app(settings)
+        key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+        auditor = app.state.gateway.keys.create(tenant="acme", role="auditor")[0]
+        with live_server(app) as gateway:
+            body = {"model": "slow", "input": "go", "stream": True}
+            headers = {"authorization": f"Bearer {key}"}
+            with httpx.stream(
+                "POST", f"{gateway.url}/responses", json=body, headers=headers, timeout=30
+            ) as response:
+                for line in response.iter_lines():
+                    if "response.output_text.delta" in line:
+                        break  # the caller goes away mid-answer
+            deadline = time.monotonic() + 5
+            while True:  # the slot frees as soon as the server notices
+                busy = httpx.post(
+                    f"{gateway.url}/responses",
+                    json={"model": "slow", "input": "again", "stream": True},
+                    headers=headers,
+                    timeout=30,
+                )
+                if busy.status_code != 429 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert busy.status_code == 200
+            records = httpx.get(
+                f"{gateway.url}/audit/records",
+                headers={"authorization": f"Bearer {auditor}"},
+            ).json()["data"]
+    left = [r["record"] for r in records if r["record"].get("route") == "/v1/responses"]
+    assert left[0]["status"] == 499 and left[0]["error"] == "client_disconnected"

@@ -756,7 +756,7 @@ def create_app(
         action_in: Action,
         restorer: Callable[[], StreamRestorer] | None = None,
         input_check: StagedCheck | None = None,
-        translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+        translate: Callable[[AsyncGenerator[bytes, None]], AsyncIterator[bytes]] | None = None,
     ) -> Response:
         """Streams the upstream's answer through the output guard as it
         arrives. Upstream fallbacks apply until the first chunk; the audit
@@ -789,7 +789,7 @@ def create_app(
         async def check(text: str) -> Verdict:
             return await gateway.check_output(text, principal.tenant, metadata)
 
-        async def events() -> AsyncIterator[bytes]:
+        async def events() -> AsyncGenerator[bytes, None]:
             relay = StreamRelay(model, check, settings.stream_holdback_chars, restorer)
             failure: GatewayError | None = None
             attempted = False
@@ -912,7 +912,7 @@ def create_app(
         stream: bool,
         *,
         shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+        translate: Callable[[AsyncGenerator[bytes, None]], AsyncIterator[bytes]] | None = None,
     ) -> Response:
         """A chat request from input guard to answer. ``shape`` turns the
         guarded answer into what the caller receives (and what the audit

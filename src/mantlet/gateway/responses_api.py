@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from mantlet.gateway.errors import GatewayError
@@ -413,18 +413,27 @@ class StreamTranslator:
         self.extra: dict[str, Any] = {}
         self.ids = new_ids()
 
-    async def translate(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        yield self._emit("response.created", response=self._snapshot("in_progress"))
-        yield self._emit("response.in_progress", response=self._snapshot("in_progress"))
-        pending = b""
-        async for chunk in events:
-            pending += chunk
-            while b"\n\n" in pending:
-                raw, pending = pending.split(b"\n\n", 1)
-                for line in raw.split(b"\n"):
-                    if line.startswith(b"data: "):
-                        for out in self._on_data(line[6:]):
-                            yield out
+    async def translate(self, events: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+        """The chat stream is started before the first event goes out and
+        closed when this one is: its own cleanup (the quota slot, the audit
+        record of a stream the caller left) must run, not wait for the
+        garbage collector."""
+        try:
+            first = await anext(events, None)
+            yield self._emit("response.created", response=self._snapshot("in_progress"))
+            yield self._emit("response.in_progress", response=self._snapshot("in_progress"))
+            pending = b""
+            while first is not None:
+                pending += first
+                while b"\n\n" in pending:
+                    raw, pending = pending.split(b"\n\n", 1)
+                    for line in raw.split(b"\n"):
+                        if line.startswith(b"data: "):
+                            for out in self._on_data(line[6:]):
+                                yield out
+                first = await anext(events, None)
+        finally:
+            await events.aclose()
 
     def _on_data(self, data: bytes) -> list[bytes]:
         if data.strip() == b"[DONE]":
