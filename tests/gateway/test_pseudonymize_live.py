@@ -298,12 +298,14 @@ def privacy_app(tmp_path: Path, upstream: ToolCallingUpstream) -> tuple[FastAPI,
 
 def test_a_redaction_never_borrows_a_surrogate_of_the_conversation(tmp_path: Path) -> None:
     """Content is pseudonymized (alice gets <EMAIL_ADDRESS_1>); a value the
-    guard redacts elsewhere (bob, in a tool declaration, which is not
-    pseudonymized) must not get the same placeholder, or the model would take
-    one for the other and the answer would restore alice where bob was meant."""
+    guard redacts elsewhere (bob, as a schema's enum value: an identifier the
+    caller's code matches on, so not pseudonymized) must not get the same
+    placeholder, or the model would take one for the other and the answer
+    would restore alice where bob was meant."""
     upstream = ToolCallingUpstream("sent to <EMAIL_ADDRESS_2>")
     app, key = privacy_app(tmp_path, upstream)
-    tool = {"type": "function", "function": {"name": "send", "description": "cc bob@example.org"}}
+    schema = {"type": "object", "properties": {"cc": {"enum": ["bob@example.org"]}}}
+    tool = {"type": "function", "function": {"name": "send", "parameters": schema}}
     body = {"model": "m", "messages": [{"role": "user", "content": "mail alice@example.com"}]}
     with TestClient(app) as client:
         response = client.post(
@@ -316,7 +318,8 @@ def test_a_redaction_never_borrows_a_surrogate_of_the_conversation(tmp_path: Pat
     [sent] = upstream.seen
     user = next(m for m in sent["messages"] if m["role"] == "user")
     assert user["content"] == "mail <EMAIL_ADDRESS_1>"
-    assert sent["tools"][0]["function"]["description"] == "cc <EMAIL_ADDRESS_2>"
+    cc = sent["tools"][0]["function"]["parameters"]["properties"]["cc"]
+    assert cc == {"enum": ["<EMAIL_ADDRESS_2>"]}
     # Bob's address was redacted, not pseudonymized: it is not restored, and
     # alice's is not put in its place.
     assert response.json()["choices"][0]["message"]["content"] == "sent to <EMAIL_ADDRESS_2>"
@@ -349,3 +352,70 @@ def test_tool_calls_are_pseudonymized_and_restored(tmp_path: Path, stream: bool)
     [sent] = upstream.seen
     assert "bob@example.org" not in json.dumps(sent) and "alice@example.com" not in json.dumps(sent)
     assert [json.loads(c.function.arguments) for c in calls] == [{"to": "alice@example.com"}]
+
+
+def test_request_fields_are_pseudonymized_and_come_back_in_tool_calls(tmp_path: Path) -> None:
+    """A tool declaration that names a person's address: the upstream sees a
+    surrogate, and when the model passes it on in a tool call the caller's
+    agent gets the real address back, not a placeholder it cannot use."""
+    seen: list[dict[str, Any]] = []
+
+    class Agentic:
+        name = "agentic"
+
+        async def send(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
+            seen.append(request)
+            described = request["tools"][0]["function"]["description"]
+            cc = described.split("cc ")[1].split(" ")[0]  # whatever stands for the address
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "send_mail", "arguments": json.dumps({"cc": cc})},
+            }
+            message = {
+                "role": "assistant",
+                "content": f"for {request['user']}",
+                "tool_calls": [call],
+            }
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            return {"id": "c", "object": "chat.completion", "created": 0, "choices": [choice]}
+
+        async def aclose(self) -> None:
+            return None
+
+    settings = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": "agentic", "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": ["agentic"]}],
+            "privacy": {"style": "placeholder"},
+        }
+    )
+    app = create_app(settings, providers={"agentic": Agentic()})
+    key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "send_mail",
+            "description": "Sends mail; cc bob.stone@example.com always",
+            "parameters": {"type": "object", "properties": {"cc": {"type": "string"}}},
+        },
+    }
+    with (
+        TestClient(app) as client,
+        openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=client) as sdk,
+    ):
+        answer = sdk.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "mail jane.roe@example.org the notes"}],
+            tools=[tool],  # type: ignore[list-item]
+            user="carol@example.net",
+        )
+    app.state.gateway.privacy.close()
+    upstream_saw = json.dumps(seen[-1])
+    for value in ("bob.stone@example.com", "carol@example.net", "jane.roe@example.org"):
+        assert value not in upstream_saw
+    assert seen[-1]["tools"][0]["function"]["name"] == "send_mail"  # identifiers untouched
+    message = answer.choices[0].message
+    assert json.loads(message.tool_calls[0].function.arguments) == {"cc": "bob.stone@example.com"}
+    assert message.content == "for carol@example.net"

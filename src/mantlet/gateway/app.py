@@ -927,9 +927,13 @@ def create_app(
         privacy_metadata: dict[str, Any] = {}
         if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
             conversation = gateway.privacy.conversation(request, principal.tenant, principal.key_id)
-            messages = await gateway.privacy.pseudonymize(messages, conversation, principal.tenant)
-            privacy_metadata = gateway.privacy.shield_metadata(conversation)
         fields = _request_fields(body, "messages", settings.max_field_strings)
+        if gateway.privacy:
+            messages = await gateway.privacy.pseudonymize(messages, conversation, principal.tenant)
+            fields = await gateway.privacy.pseudonymize_fields(
+                fields, conversation, principal.tenant
+            )
+            privacy_metadata = gateway.privacy.shield_metadata(conversation)
         check = await gateway.start_input(messages, principal.tenant, privacy_metadata, fields)
         await gateway.settle_now(check)
         sanitized = list(check.gate.sanitized_messages or messages)
@@ -938,7 +942,12 @@ def create_app(
             canary = canaries.make_canary()
             sanitized = _with_canary(sanitized, canary)
             metadata["canaries"] = [canary]
-        upstream_body = {**body, **(check.gate.sanitized_fields or {}), "messages": sanitized}
+        upstream_body = {
+            **body,
+            **fields,
+            **(check.gate.sanitized_fields or {}),
+            "messages": sanitized,
+        }
         if stream:
             privacy = gateway.privacy
             restorer = (
@@ -991,13 +1000,15 @@ def create_app(
         if pseudonymize and gateway.privacy:
             principal = request.state.principal
             conversation = gateway.privacy.conversation(request, tenant, principal.key_id)
-            texts = await gateway.privacy.pseudonymize_texts(texts, conversation, tenant)
-            metadata = gateway.privacy.shield_metadata(conversation)
         fields = _request_fields(body, field, settings.max_field_strings)
+        if conversation is not None and gateway.privacy:
+            texts = await gateway.privacy.pseudonymize_texts(texts, conversation, tenant)
+            fields = await gateway.privacy.pseudonymize_fields(fields, conversation, tenant)
+            metadata = gateway.privacy.shield_metadata(conversation)
         sanitized, check = await _guard_texts(gateway, texts, tenant, metadata, fields)
         shaped = sanitized[0] if isinstance(raw, str) else sanitized
         others = check.gate.sanitized_fields or {}
-        return {**body, **others, field: shaped}, check, conversation, metadata
+        return {**body, **fields, **others, field: shaped}, check, conversation, metadata
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:

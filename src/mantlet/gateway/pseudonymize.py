@@ -11,7 +11,7 @@ key in a 0600 file next to it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,25 @@ class GatewayPrivacy:
         done = await self.pseudonymize(messages, conversation, tenant)
         return [str(m["content"]) for m in done]
 
+    async def pseudonymize_fields(
+        self, fields: Mapping[str, Any], conversation: str, tenant: str
+    ) -> dict[str, Any]:
+        """The request's other fields (tool declarations, ``user``, metadata,
+        response schemas, ...) with the PII in their string values swapped
+        for this conversation's surrogates, so a value the model repeats (in
+        a tool call's arguments, say) is restored for the caller instead of
+        coming back as a redaction placeholder. Object keys and identifier
+        values (names, types, required-property lists) stay as they are: the
+        caller's code matches on them."""
+        copy, slots = _with_string_slots(fields)
+        if slots:
+            texts = [holder[key] for holder, key in slots]
+            for (holder, key), text in zip(
+                slots, await self.pseudonymize_texts(texts, conversation, tenant), strict=True
+            ):
+                holder[key] = text
+        return copy
+
     def shield_metadata(self, conversation: str) -> dict[str, Any]:
         """Tells the policy's PII detector which spans are surrogates, so it
         does not redact them irreversibly."""
@@ -107,6 +126,34 @@ class GatewayPrivacy:
 
     def close(self) -> None:
         self.vault.close()
+
+
+# Values that name things the caller's code matches on, not free text.
+_IDENTIFIER_KEYS = frozenset({"name", "type", "format", "pattern", "$ref", "required", "enum"})
+
+
+def _with_string_slots(
+    fields: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+    """A copy of ``fields`` (containers copied, so the caller's body is left
+    alone) and the (container, key) of each free-text string in it.
+    Iterative: request bodies are already capped in depth and size."""
+    root = dict(fields)
+    slots: list[tuple[Any, Any]] = []
+    pending: list[Any] = [root]
+    while pending:
+        node = pending.pop()
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in items:
+            if isinstance(node, dict) and key in _IDENTIFIER_KEYS:
+                continue
+            if isinstance(value, str):
+                if value:
+                    slots.append((node, key))
+            elif isinstance(value, dict | list):
+                node[key] = dict(value) if isinstance(value, dict) else list(value)
+                pending.append(node[key])
+    return root, slots
 
 
 def _functions(message: dict[str, Any]) -> list[dict[str, Any]]:
