@@ -216,6 +216,7 @@ def test_a_blocked_prompt_is_a_400_as_on_the_chat_route(sdk: openai.OpenAI) -> N
         ({"tools": [{"type": "web_search"}]}, "tools"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input"),
         ({"background": True}, "background"),
+        ({"top_logprobs": 3}, "top_logprobs"),
         ({"frobnicate": 1}, "frobnicate"),
         ({"input": [{"role": "user", "content": [IMAGE_BY_FILE_ID]}]}, "input"),
     ],

@@ -28,7 +28,9 @@ from mantlet.gateway.errors import GatewayError
 
 # Accepted and not forwarded: they only concern OpenAI's own storage or
 # response shape, which Mantlet answers itself.
-_NOT_FORWARDED = frozenset({"store", "include", "truncation", "metadata", "stream_options"})
+_NOT_FORWARDED = frozenset(
+    {"store", "include", "truncation", "metadata", "stream_options", "prompt_cache_retention"}
+)
 # Forwarded under the same name: chat requests take them as they are.
 _SAME_NAME = frozenset(
     {
@@ -56,7 +58,9 @@ _HANDLED = frozenset(
     }
 )
 # Must be absent or empty: each needs state a proxy does not keep.
-_STATEFUL = ("previous_response_id", "conversation", "prompt", "background", "max_tool_calls")
+_STATEFUL = ("previous_response_id", "conversation", "prompt", "background")
+# Must be absent or empty too: no chat equivalent to translate them to.
+_UNTRANSLATABLE = ("max_tool_calls", "top_logprobs")
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
@@ -72,7 +76,10 @@ def to_chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
                 f"'{name}' needs state this gateway does not keep; send the whole input instead",
                 name,
             )
-    unknown = set(body) - _HANDLED - _SAME_NAME - _NOT_FORWARDED - set(_STATEFUL)
+    for name in _UNTRANSLATABLE:
+        if body.get(name) not in (None, 0):
+            raise _refuse(f"parameter {name!r} is not supported on /v1/responses", name)
+    unknown = set(body) - _HANDLED - _SAME_NAME - _NOT_FORWARDED - {*_STATEFUL, *_UNTRANSLATABLE}
     if unknown:
         name = sorted(unknown)[0]
         raise _refuse(f"parameter {name!r} is not supported on /v1/responses", name)
