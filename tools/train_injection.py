@@ -198,9 +198,11 @@ def export_encoder(target: Path, model: Any = None) -> tuple[Path, Path]:
     return onnx_path, tokenizer_path
 
 
-def embed_all(encoder: Encoder, rows: list[dict[str, Any]]) -> list[np.ndarray]:
-    """Embeddings of every window of every row, cached by text hash."""
-    cache_file = CACHE / "embeddings.npz"
+def embed_all(encoder: Encoder, rows: list[dict[str, Any]], encoder_id: str) -> list[np.ndarray]:
+    """Embeddings of every window of every row, cached by text hash, one
+    cache per encoder (``encoder_id``: its file's digest), so a changed
+    encoder never reuses another's embeddings."""
+    cache_file = CACHE / f"embeddings-{encoder_id[:16]}.npz"
     cached: dict[str, np.ndarray] = {}
     if cache_file.is_file():
         with np.load(cache_file) as stored:
@@ -215,6 +217,7 @@ def embed_all(encoder: Encoder, rows: list[dict[str, Any]]) -> list[np.ndarray]:
             rate = done / (time.perf_counter() - started)
             print(f"  embedded {done}/{len(missing)} ({rate:.0f} texts/s)", file=sys.stderr)
     if missing:
+        CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, **cached)
     return [cached[k] for k in keys]
 
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_rows(args.datasets)
     rows += generate_injected_documents(rows, rnd)
     print(f"embedding {len(rows)} rows ...", file=sys.stderr)
-    windows = embed_all(encoder, rows)
+    windows = embed_all(encoder, rows, sha256_file(onnx_path))
 
     labels = np.array([r["label"] for r in rows])
     sources = np.array([r["source"] for r in rows])
