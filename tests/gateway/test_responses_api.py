@@ -411,3 +411,25 @@ def test_a_caller_leaving_a_responses_stream_frees_its_slot_and_is_audited(
             ).json()["data"]
     left = [r["record"] for r in records if r["record"].get("route") == "/v1/responses"]
     assert left[0]["status"] == 499 and left[0]["error"] == "client_disconnected"
+
+
+def test_an_unknown_parameter_that_is_not_a_name_is_not_quoted_back(
+    live: tuple[str, str, list[dict[str, Any]]],
+) -> None:
+    """Error messages never quote the request body: a pasted value used as a
+    key (here a key id) is refused without being repeated."""
+    for path, body in (
+        ("responses", {"model": "small", "input": "hi", AWS_KEY_ID + "=x": 1}),
+        ("scan", {"text": "hi", AWS_KEY_ID + " secret": 1}),
+    ):
+        answer = httpx.post(
+            f"{live[0]}/{path}", json=body, headers={"authorization": f"Bearer {live[1]}"}
+        )
+        assert answer.status_code == 400
+        assert AWS_KEY_ID not in answer.text
+    named = httpx.post(
+        f"{live[0]}/responses",
+        json={"model": "small", "input": "hi", "frobnicate": 1},
+        headers={"authorization": f"Bearer {live[1]}"},
+    )
+    assert "'frobnicate'" in named.json()["error"]["message"]

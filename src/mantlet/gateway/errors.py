@@ -8,6 +8,7 @@ Messages never quote the request body.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,6 +49,16 @@ class GatewayError(MantletError):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+
+
+def quoted_name(name: str) -> str | None:
+    """A caller's field name, fit to quote in an error: only when it looks
+    like an identifier. Anything else (a pasted value used as a key, say)
+    is not repeated: messages never quote the request body."""
+    return name if _IDENTIFIER.fullmatch(name) else None
 
 
 def error_body(

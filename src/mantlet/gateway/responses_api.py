@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
-from mantlet.gateway.errors import GatewayError
+from mantlet.gateway.errors import GatewayError, quoted_name
 
 # Accepted and not forwarded: they only concern OpenAI's own storage or
 # response shape, which Mantlet answers itself.
@@ -81,8 +81,9 @@ def to_chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
             raise _refuse(f"parameter {name!r} is not supported on /v1/responses", name)
     unknown = set(body) - _HANDLED - _SAME_NAME - _NOT_FORWARDED - {*_STATEFUL, *_UNTRANSLATABLE}
     if unknown:
-        name = sorted(unknown)[0]
-        raise _refuse(f"parameter {name!r} is not supported on /v1/responses", name)
+        quoted = quoted_name(sorted(unknown)[0])
+        shown = repr(quoted) if quoted else "(not an identifier)"
+        raise _refuse(f"parameter {shown} is not supported on /v1/responses", quoted)
     chat: dict[str, Any] = {"model": body.get("model")}
     if "stream" in body:
         chat["stream"] = body["stream"]

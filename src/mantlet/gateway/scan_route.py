@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 
 from mantlet.core.types import Verdict
 from mantlet.gateway.bodies import read_json
-from mantlet.gateway.errors import GatewayError
+from mantlet.gateway.errors import GatewayError, quoted_name
 
 _FIELDS = frozenset({"side", "text", "messages", "documents", "fields", "canaries"})
 
@@ -34,7 +34,9 @@ def scan_router(gateway: Any) -> APIRouter:
         body = await read_json(request, settings.max_body_bytes)
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
-            raise GatewayError(400, f"unknown field {unknown[0]!r}", "invalid_request", unknown[0])
+            name = quoted_name(unknown[0])
+            shown = repr(name) if name else "(not an identifier)"
+            raise GatewayError(400, f"unknown field {shown}", "invalid_request", name)
         side = body.get("side", "input")
         if side not in ("input", "output"):
             raise GatewayError(400, "'side' must be input or output", "invalid_request", "side")
