@@ -3,7 +3,7 @@
 Services that are not written in Python, or that call their model some other
 way, ask the gateway for a verdict on a text or a message list and get back
 the action, the findings (kinds and offsets, never the matched values) and
-the sanitized content. It runs the tenant's policy exactly as the proxy
+the sanitized content. It runs the gateway's policy exactly as the proxy
 routes do, counts against the same request quotas, and every call is
 audited with its decisions.
 """
