@@ -9,6 +9,7 @@ import json
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import openai
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from mantlet.gateway import GatewaySettings, create_app
 from mantlet.gateway.keys import KeyStore
@@ -907,3 +909,66 @@ def test_every_route_refuses_missing_wrong_revoked_and_powerless_credentials(
                 method, url, headers={"Authorization": f"Bearer {nobody}"}, json={}
             )
             assert powerless.status_code == 403, (method, path)
+
+
+class NameRecorder:
+    """An upstream that answers with the model name it was sent."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def send(self, endpoint: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        message = {"role": "assistant", "content": f"{self.name} got {request['model']}"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return {"id": "c", "object": "chat.completion", "created": 0, "choices": [choice]}
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_wildcard_routes_serve_every_name_they_prefix(keys: KeyStore, tmp_path: Path) -> None:
+    configured = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": n, "kind": "echo"} for n in ("openai", "local", "vllm")],
+            "routes": [
+                {"model": "openai/gpt-4o-mini", "upstreams": ["local"]},  # exact wins
+                {"model": "openai/*", "upstreams": ["openai"]},
+                {"model": "hosted/*", "upstreams": ["vllm"], "upstream_model": "org/*-instruct"},
+            ],
+        }
+    )
+    providers = {n: NameRecorder(n) for n in ("openai", "local", "vllm")}
+    anyone = keys.create(tenant="acme", role="app")[0]
+    only_openai = keys.create(tenant="acme", role="app", models=["openai/*"])[0]
+    only_one = keys.create(tenant="acme", role="app", models=["openai/gpt-4o"])[0]
+    with TestClient(create_app(configured, keys=keys, providers=providers)) as client:
+
+        def said(key: str, model: str) -> str:
+            answer = ask(client, key, model, "hi")
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["choices"][0]["message"]["content"])
+
+        assert said(anyone, "openai/gpt-4o") == "openai got gpt-4o"
+        assert said(anyone, "openai/gpt-4o-mini") == "local got openai/gpt-4o-mini"
+        assert said(anyone, "hosted/llama-3") == "vllm got org/llama-3-instruct"
+        assert_openai_error(ask(client, anyone, "openai/", "hi"), 404, "model_not_found")
+        assert_openai_error(ask(client, anyone, "other/x", "hi"), 404, "model_not_found")
+        assert said(only_openai, "openai/o3") == "openai got o3"
+        assert_openai_error(ask(client, only_openai, "hosted/x", "hi"), 403, "model_not_allowed")
+        assert said(only_one, "openai/gpt-4o") == "openai got gpt-4o"
+        assert_openai_error(ask(client, only_one, "openai/o3", "hi"), 403, "model_not_allowed")
+        headers = {"Authorization": f"Bearer {only_openai}"}
+        assert client.get("/v1/models/openai/o3", headers=headers).json()["id"] == "openai/o3"
+        assert client.get("/v1/models/hosted/x", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize("pattern", ["open*/x", "a/**", "*/b"])
+def test_a_wildcard_is_one_star_at_the_end(pattern: str) -> None:
+    with pytest.raises(ValidationError, match="one '\\*', at the end"):
+        GatewaySettings.model_validate(
+            {
+                "upstreams": [{"name": "echo", "kind": "echo"}],
+                "routes": [{"model": pattern, "upstreams": ["echo"]}],
+            }
+        )

@@ -42,7 +42,7 @@ def test_bootstrap_admin_key_only_when_no_key_exists() -> None:
 
 def test_example_settings_load() -> None:
     settings = load_settings(EXAMPLES / "gateway.yaml")
-    assert [r.model for r in settings.routes] == ["smollm2", "echo", "gpt-4o-mini"]
+    assert [r.model for r in settings.routes] == ["smollm2", "echo", "gpt-4o-mini", "openai/*"]
 
 
 @pytest.mark.parametrize(

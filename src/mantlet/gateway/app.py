@@ -97,6 +97,24 @@ class Gateway:
     mfa: TotpStore | None = None
     roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
 
+    def resolve(self, model: str) -> tuple[str, str] | None:
+        """(route, upstream model) for a requested model: its own route, else
+        the first wildcard route (``openai/*``) whose prefix it extends. What
+        the wildcard matched goes upstream, into the route's
+        ``upstream_model`` where that has a ``*``."""
+        if model in self.routes:
+            return model, self.upstream_models[model]
+        for pattern, template in self.upstream_models.items():
+            prefix = pattern[:-1]
+            if pattern.endswith("*") and model.startswith(prefix) and len(model) > len(prefix):
+                return pattern, template.replace("*", model[len(prefix) :])
+        return None
+
+    def may_use(self, principal: Principal, model: str) -> bool:
+        """A key allowed a model by name, or the wildcard route serving it."""
+        resolved = self.resolve(model)
+        return resolved is not None and (principal.may_use(model) or principal.may_use(resolved[0]))
+
     async def start_input(
         self,
         content: Any,
@@ -263,7 +281,10 @@ def create_app(
         trail=accountability or Accountability.open(settings, background_wal=True),
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
         routes={r.model: list(r.upstreams) for r in settings.routes},
-        upstream_models={r.model: r.upstream_model or r.model for r in settings.routes},
+        upstream_models={
+            r.model: r.upstream_model or ("*" if r.model.endswith("*") else r.model)
+            for r in settings.routes
+        },
         privacy=GatewayPrivacy(settings.privacy, settings.data_dir) if settings.privacy else None,
         roles=role_table(settings.roles),
         mfa=TotpStore(keys.engine, server_secret(settings.data_dir))
@@ -577,7 +598,7 @@ def create_app(
         """One model, as ``client.models.retrieve`` asks; a model the key may
         not use is reported as missing, like one that does not exist."""
         principal = gateway.authorize(request, "models")
-        if model not in gateway.routes or not principal.may_use(model):
+        if not gateway.may_use(principal, model):
             raise GatewayError(404, f"model {model!r} does not exist", "model_not_found", "model")
         return {"id": model, "object": "model", "created": 0, "owned_by": "mantlet"}
 
@@ -668,9 +689,9 @@ def create_app(
             raise GatewayError(
                 400, "'model' must be a non-empty string", "invalid_request", "model"
             )
-        if model not in gateway.routes:
+        if gateway.resolve(model) is None:
             raise GatewayError(404, f"model {model!r} does not exist", "model_not_found", "model")
-        if not principal.may_use(model):
+        if not gateway.may_use(principal, model):
             raise GatewayError(403, f"this key may not use model {model!r}", "model_not_allowed")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
@@ -683,7 +704,7 @@ def create_app(
         started = time.perf_counter()
         current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         answer, upstream = await _call_upstreams(
-            gateway, endpoint, model, {**body, "model": gateway.upstream_models[model]}
+            gateway, endpoint, model, {**body, "model": _upstream_model(gateway, model)}
         )
         request.state.upstream_ms = (time.perf_counter() - started) * 1000
         request.state.upstream = upstream
@@ -763,7 +784,7 @@ def create_app(
         record and the manifest are written when the stream ends. An
         ``input_check`` still running settles before the first event is sent."""
         started = time.perf_counter()
-        body = {**upstream_body, "model": gateway.upstream_models[model]}
+        body = {**upstream_body, "model": _upstream_model(gateway, model)}
         current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         try:
             chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
@@ -1061,13 +1082,25 @@ def create_app(
     return app
 
 
+def _route_upstreams(gateway: Gateway, model: str) -> list[str]:
+    resolved = gateway.resolve(model)
+    assert resolved is not None  # admit() refused unknown models
+    return gateway.routes[resolved[0]]
+
+
+def _upstream_model(gateway: Gateway, model: str) -> str:
+    resolved = gateway.resolve(model)
+    assert resolved is not None  # admit() refused unknown models
+    return resolved[1]
+
+
 async def _call_upstreams(
     gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
 ) -> tuple[dict[str, Any], str]:
     """The route's upstreams in order; the first well-formed answer wins."""
     expected = "data" if endpoint == "embeddings" else "choices"
     failures = []
-    for name in gateway.routes[model]:
+    for name in _route_upstreams(gateway, model):
         try:
             answer = await gateway.providers[name].send(endpoint, {**body, "stream": False})
         except ProviderError as exc:
@@ -1086,7 +1119,7 @@ async def _open_stream(
 ) -> tuple[AsyncGenerator[dict[str, Any], None], str, dict[str, Any]]:
     """The route's upstreams in order until one yields its first chunk."""
     failures = []
-    for name in gateway.routes[model]:
+    for name in _route_upstreams(gateway, model):
         chunks = stream_chunks(gateway.providers[name], endpoint, body)
         try:
             first = await anext(chunks)

@@ -79,9 +79,23 @@ class RouteSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1)
+    model: str = Field(
+        min_length=1,
+        description="Public name, or a wildcard ending in '*' (openai/*) that serves every"
+        " name it prefixes; exact routes win.",
+    )
     upstreams: list[str] = Field(min_length=1)
-    upstream_model: str | None = Field(None, description="Model name sent upstream, if different.")
+    upstream_model: str | None = Field(
+        None,
+        description="Model name sent upstream, if different. For a wildcard route, what the"
+        " '*' matched goes in place of a '*' here (default: just what it matched).",
+    )
+
+    @model_validator(mode="after")
+    def _one_trailing_wildcard(self) -> RouteSettings:
+        if "*" in self.model and (self.model.count("*") > 1 or not self.model.endswith("*")):
+            raise ValueError(f"route {self.model!r}: a wildcard is one '*', at the end")
+        return self
 
 
 class QuotaSettings(BaseModel):
