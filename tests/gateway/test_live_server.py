@@ -8,7 +8,8 @@ from typing import Any
 
 import openai
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from mantlet.gateway import GatewaySettings, create_app
 from mantlet.gateway.keys import KeyStore
@@ -110,3 +111,87 @@ def test_real_server_refuses_bad_credentials_on_every_route(
         )
     with pytest.raises(openai.PermissionDeniedError):
         client(url, keys["other_tenant"]).get("/admin/keys", cast_to=object)
+
+
+def refusing_upstream() -> FastAPI:
+    """An upstream that refuses by the prompt: too long, rate-limited, or
+    with a message that quotes a key id; the API key it holds is wrong for
+    'badkey'."""
+    upstream = FastAPI()
+
+    @upstream.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        last = str(body["messages"][-1]["content"])
+        if "ratelimit" in last:
+            error = {"message": "Rate limit reached", "code": "rate_limit_exceeded"}
+            return JSONResponse({"error": error}, status_code=429, headers={"retry-after": "7"})
+        if "badkey" in last:
+            error = {
+                "message": "Incorrect API key provided: sk-****abcd",
+                "code": "invalid_api_key",
+            }
+            return JSONResponse({"error": error}, status_code=401)
+        message = "This model's maximum context length is 8192 tokens."
+        if "quote" in last:
+            message += f" Near: {AWS_KEY_ID}"
+        error = {
+            "message": message,
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+        return JSONResponse({"error": error}, status_code=400)
+
+    return upstream
+
+
+@pytest.fixture(scope="module")
+def refusing(
+    tmp_path_factory: pytest.TempPathFactory, live_server: type[Any]
+) -> Iterator[tuple[str, str]]:
+    with live_server(refusing_upstream()) as upstream:
+        settings = GatewaySettings.model_validate(
+            {
+                "data_dir": str(tmp_path_factory.mktemp("state")),
+                "upstreams": [
+                    {"name": "up", "kind": "openai", "base_url": upstream.url, "retries": 0}
+                ],
+                "routes": [{"model": "small", "upstreams": ["up"]}],
+            }
+        )
+        app = create_app(settings)
+        key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+        with live_server(app) as gateway:
+            yield gateway.url, key
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_refusal_reaches_the_caller_as_that_4xx(
+    refusing: tuple[str, str], stream: bool
+) -> None:
+    """Not a 502, which the SDK would retry at once: the caller learns the
+    request was too long (the upstream's code and message, guarded), or to
+    wait out the upstream's rate limit. The upstream's own credentials being
+    wrong is the gateway's problem: a 502 that quotes nothing of it."""
+    url, key = refusing
+    sdk = client(url, key)
+
+    def ask(content: str) -> Any:
+        messages = [{"role": "user", "content": content}]
+        if stream:
+            return list(sdk.chat.completions.create(model="small", messages=messages, stream=True))
+        return sdk.chat.completions.create(model="small", messages=messages)
+
+    with pytest.raises(openai.BadRequestError) as too_long:
+        ask("a very long prompt")
+    assert too_long.value.code == "context_length_exceeded"
+    assert "maximum context length is 8192 tokens" in too_long.value.message
+    with pytest.raises(openai.BadRequestError) as quoting:
+        ask("quote me")
+    assert AWS_KEY_ID not in quoting.value.message  # the upstream's text is guarded too
+    with pytest.raises(openai.RateLimitError) as limited:
+        ask("ratelimit")
+    assert limited.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.APIStatusError) as broken:
+        ask("badkey")
+    assert broken.value.status_code == 502 and "sk-" not in broken.value.message

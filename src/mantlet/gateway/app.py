@@ -45,12 +45,18 @@ from mantlet.gateway.accountability import (
 )
 from mantlet.gateway.bodies import read_json
 from mantlet.gateway.draining import Drain
-from mantlet.gateway.errors import GatewayError, error_response, install_handlers
+from mantlet.gateway.errors import GatewayError, error_response, install_handlers, quoted_name
 from mantlet.gateway.keys import AuthError, KeyStore, Principal
 from mantlet.gateway.metrics import Metrics
 from mantlet.gateway.mfa import OTP_HEADER, MfaResult, TotpStore
 from mantlet.gateway.middleware import Answer, Outcome, RequestMeta
-from mantlet.gateway.providers import Endpoint, Provider, ProviderError, build_provider
+from mantlet.gateway.providers import (
+    Endpoint,
+    Provider,
+    ProviderError,
+    UpstreamRefused,
+    build_provider,
+)
 from mantlet.gateway.providers.base import stream_chunks
 from mantlet.gateway.pseudonymize import GatewayPrivacy
 from mantlet.gateway.quotas import Quotas
@@ -704,7 +710,11 @@ def create_app(
         started = time.perf_counter()
         current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         answer, upstream = await _call_upstreams(
-            gateway, endpoint, model, {**body, "model": _upstream_model(gateway, model)}
+            gateway,
+            endpoint,
+            model,
+            {**body, "model": _upstream_model(gateway, model)},
+            principal.tenant,
         )
         request.state.upstream_ms = (time.perf_counter() - started) * 1000
         request.state.upstream = upstream
@@ -787,7 +797,9 @@ def create_app(
         body = {**upstream_body, "model": _upstream_model(gateway, model)}
         current_tenant.set(principal.tenant)  # whose key watermarks local models' text
         try:
-            chunks, upstream, first = await _open_stream(gateway, endpoint, model, body)
+            chunks, upstream, first = await _open_stream(
+                gateway, endpoint, model, body, principal.tenant
+            )
         finally:
             verdict_in = await gateway.finish_input(input_check) if input_check else None
         if verdict_in is not None:
@@ -1095,30 +1107,50 @@ def _upstream_model(gateway: Gateway, model: str) -> str:
 
 
 async def _call_upstreams(
-    gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
+    gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any], tenant: str
 ) -> tuple[dict[str, Any], str]:
     """The route's upstreams in order; the first well-formed answer wins."""
     expected = "data" if endpoint == "embeddings" else "choices"
     failures = []
+    refused: UpstreamRefused | None = None
     for name in _route_upstreams(gateway, model):
         try:
             answer = await gateway.providers[name].send(endpoint, {**body, "stream": False})
         except ProviderError as exc:
             failures.append(str(exc))
             gateway.metrics.upstream_errors.labels(name).inc()
+            refused = exc if isinstance(exc, UpstreamRefused) else refused
             continue
         if not isinstance(answer.get(expected), list):
             failures.append(f"upstream {name!r} sent no {expected}")
             continue
         return answer, name
+    if refused is not None:
+        raise await _refusal_error(gateway, refused, tenant)
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
 
 
+async def _refusal_error(gateway: Gateway, refused: UpstreamRefused, tenant: str) -> GatewayError:
+    """What the caller gets when every upstream failed and one refused the
+    request itself: that status and code (not a 502, which SDKs retry at
+    once), and the upstream's message once the output guard has read it,
+    since it is text from the upstream like any answer."""
+    message = str(refused)
+    if refused.upstream_message:
+        verdict = await gateway.check_output(refused.upstream_message, tenant)
+        if not verdict.blocked:
+            message += ": " + (verdict.sanitized_text or refused.upstream_message)
+    code = refused.code if refused.code and quoted_name(refused.code) else "upstream_refused"
+    headers = {"retry-after": refused.retry_after} if refused.retry_after else None
+    return GatewayError(refused.upstream_status, message, code, headers=headers)
+
+
 async def _open_stream(
-    gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any]
+    gateway: Gateway, endpoint: Endpoint, model: str, body: dict[str, Any], tenant: str
 ) -> tuple[AsyncGenerator[dict[str, Any], None], str, dict[str, Any]]:
     """The route's upstreams in order until one yields its first chunk."""
     failures = []
+    refused: UpstreamRefused | None = None
     for name in _route_upstreams(gateway, model):
         chunks = stream_chunks(gateway.providers[name], endpoint, body)
         try:
@@ -1129,8 +1161,11 @@ async def _open_stream(
         except ProviderError as exc:
             failures.append(str(exc))
             gateway.metrics.upstream_errors.labels(name).inc()
+            refused = exc if isinstance(exc, UpstreamRefused) else refused
             continue
         return chunks, name, first
+    if refused is not None:
+        raise await _refusal_error(gateway, refused, tenant)
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
 
 

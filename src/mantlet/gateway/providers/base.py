@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal, Protocol
 
@@ -12,6 +13,41 @@ class ProviderError(MantletError):
     """The upstream failed or was unreachable; the caller sees a 502."""
 
     status = 502
+
+
+class UpstreamRefused(ProviderError):
+    """The upstream answered that the request itself is wrong for it (HTTP
+    400, 404, 413, 422) or that it is over its own rate limit (429): the
+    caller's to fix or wait out, so it gets that status, not a 502 that its
+    SDK would retry at once. ``code`` and ``message`` are the upstream's."""
+
+    def __init__(
+        self, upstream: str, status: int, error: Any, retry_after: str | None = None
+    ) -> None:
+        error = error if isinstance(error, dict) else {}
+        code, message = error.get("code"), error.get("message")
+        self.upstream_status = status
+        self.retry_after = retry_after if retry_after and retry_after.isdigit() else None
+        self.code = code if isinstance(code, str) and len(code) <= 64 else None
+        self.upstream_message = message[:500] if isinstance(message, str) else ""
+        super().__init__(f"upstream {upstream!r} refused the request (HTTP {status})")
+
+
+# Upstream statuses that are about the request, not the upstream's health.
+REFUSAL_STATUSES = frozenset({400, 404, 413, 422, 429})
+
+
+def refusal(
+    upstream: str, status: int, body: bytes, retry_after: str | None = None
+) -> UpstreamRefused:
+    """An ``UpstreamRefused`` from an error response's body (OpenAI's shape,
+    ``{"error": {"message", "code", ...}}``, or anything else)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    return UpstreamRefused(upstream, status, error, retry_after)
 
 
 Endpoint = Literal["chat/completions", "completions", "embeddings"]

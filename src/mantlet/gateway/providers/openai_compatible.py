@@ -21,7 +21,13 @@ from typing import Any
 
 import httpx
 
-from mantlet.gateway.providers.base import Endpoint, ProviderError, answer_to_chunks
+from mantlet.gateway.providers.base import (
+    REFUSAL_STATUSES,
+    Endpoint,
+    ProviderError,
+    answer_to_chunks,
+    refusal,
+)
 
 _RETRY_STATUSES = {502, 503, 504}
 _USER_AGENT = "mantlet"
@@ -86,6 +92,9 @@ class OpenAICompatibleProvider:
             else:
                 if response.status_code in _RETRY_STATUSES and attempt < self._retries:
                     pass
+                elif response.status_code in REFUSAL_STATUSES:
+                    retry_after = response.headers.get("retry-after")
+                    raise refusal(self.name, response.status_code, response.content, retry_after)
                 elif response.status_code >= 400:
                     raise ProviderError(
                         f"upstream {self.name!r} answered HTTP {response.status_code}"
@@ -115,6 +124,10 @@ class OpenAICompatibleProvider:
                     if response.status_code in _RETRY_STATUSES and attempt < self._retries:
                         await asyncio.sleep(0.2 * 2**attempt)
                         continue
+                    if response.status_code in REFUSAL_STATUSES:
+                        content = (await response.aread())[:65536]
+                        retry_after = response.headers.get("retry-after")
+                        raise refusal(self.name, response.status_code, content, retry_after)
                     if response.status_code >= 400:
                         raise ProviderError(
                             f"upstream {self.name!r} answered HTTP {response.status_code}"
