@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from mantlet.errors import MantletError
 from mantlet.gateway import GatewaySettings, create_app
 from mantlet.gateway.keys import KeyStore
 from mantlet.gateway.providers import ProviderError
@@ -972,3 +973,38 @@ def test_a_wildcard_is_one_star_at_the_end(pattern: str) -> None:
                 "routes": [{"model": pattern, "upstreams": ["echo"]}],
             }
         )
+
+
+def test_a_tenant_can_have_its_own_policy(keys: KeyStore, tmp_path: Path) -> None:
+    """The same secret is redacted for one tenant and blocks for the one on
+    `strict`; each audit record names the policy that decided."""
+    configured = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "policy": "balanced",
+            "tenant_policies": {"bank": "strict"},
+            "upstreams": [{"name": "echo", "kind": "echo"}],
+            "routes": [{"model": "echo", "upstreams": ["echo"]}],
+        }
+    )
+    shop = keys.create(tenant="shop", role="app")[0]
+    bank = keys.create(tenant="bank", role="app")[0]
+    auditor = keys.create(tenant="bank", role="auditor")[0]
+    prompt = f"deploy with {AWS_KEY_ID}"
+    with TestClient(create_app(configured, keys=keys)) as client:
+        redacted = ask(client, shop, "echo", prompt)
+        assert redacted.status_code == 200
+        assert AWS_KEY_ID not in redacted.text
+        assert_openai_error(ask(client, bank, "echo", prompt), 400, "content_blocked")
+        headers = {"Authorization": f"Bearer {auditor}"}
+        records = client.get("/v1/audit/records", headers=headers).json()["data"]
+    decided = [r["record"] for r in records if r["record"].get("decisions")]
+    assert decided and {r["policy"] for r in decided} == {"strict"}
+
+
+def test_an_unknown_tenant_policy_fails_at_start() -> None:
+    configured = GatewaySettings.model_validate(
+        {"tenant_policies": {"bank": "no-such-profile"}, "data_dir": "unused"}
+    )
+    with pytest.raises(MantletError):
+        create_app(configured, keys=KeyStore("sqlite://", SECRET))

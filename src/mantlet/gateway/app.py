@@ -102,6 +102,15 @@ class Gateway:
     privacy: GatewayPrivacy | None = None
     mfa: TotpStore | None = None
     roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
+    tenant_shields: dict[str, Shield] = field(default_factory=dict)
+
+    def shield_for(self, tenant: str) -> Shield:
+        """The tenant's own policy (``tenant_policies``), else the gateway's."""
+        return self.tenant_shields.get(tenant, self.shield)
+
+    def policy_of(self, tenant: str | None) -> str:
+        """The policy reference a tenant's requests are checked against."""
+        return self.settings.tenant_policies.get(tenant or "", self.settings.policy)
 
     def resolve(self, model: str) -> tuple[str, str] | None:
         """(route, upstream model) for a requested model: its own route, else
@@ -129,7 +138,7 @@ class Gateway:
         fields: Mapping[str, Any] | None = None,
     ) -> StagedCheck:
         """The input check's gate; ``finish_input`` gives the whole verdict."""
-        return await self.shield.astart_input(
+        return await self.shield_for(tenant).astart_input(
             content, tenant=tenant, metadata=metadata, fields=fields
         )
 
@@ -157,7 +166,7 @@ class Gateway:
         fields: Mapping[str, Any] | None = None,
     ) -> Verdict:
         """The whole input verdict at once (``/v1/scan``: no upstream call to overlap)."""
-        verdict = await self.shield.acheck_input(
+        verdict = await self.shield_for(tenant).acheck_input(
             content, documents=documents, fields=fields, tenant=tenant
         )
         self.metrics.observe_verdict(verdict)
@@ -167,7 +176,9 @@ class Gateway:
     async def check_output(
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
     ) -> Verdict:
-        verdict = await self.shield.acheck_output(content, tenant=tenant, metadata=metadata)
+        verdict = await self.shield_for(tenant).acheck_output(
+            content, tenant=tenant, metadata=metadata
+        )
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)
         return verdict
@@ -270,9 +281,15 @@ def create_app(
     for upstream in settings.upstreams:
         if upstream.name not in built:
             built[upstream.name] = build_provider(upstream)
+    default_shield = shield or Shield.from_policy(settings.policy)
+    by_policy = {settings.policy: default_shield}
+    for reference in settings.tenant_policies.values():
+        if reference not in by_policy:  # one Shield per distinct policy, built (and checked) now
+            by_policy[reference] = Shield.from_policy(reference)
     gateway = Gateway(
         settings=settings,
-        shield=shield or Shield.from_policy(settings.policy),
+        shield=default_shield,
+        tenant_shields={t: by_policy[r] for t, r in settings.tenant_policies.items()},
         keys=keys,
         providers=built,
         quotas=Quotas(
@@ -1381,6 +1398,9 @@ def _request_record(
         "response_sha256": response_sha256,
         "error": error,
     }
+    if principal is not None and record["decisions"]:
+        # Which policy decided: tenants may each have their own.
+        record["policy"] = request.app.state.gateway.policy_of(principal.tenant)
     if admin:
         record["admin"] = admin
     return record

@@ -191,6 +191,11 @@ class GatewaySettings(BaseModel):
     data_dir: Path = Path(".mantlet")
     database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
     policy: str = Field("balanced", description="Shipped profile or policy YAML path.")
+    tenant_policies: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tenant -> its own policy (profile name or YAML path), e.g. {bank: strict};"
+        " other tenants get 'policy'.",
+    )
     shutdown_grace_s: int = Field(
         30,
         ge=1,
