@@ -248,3 +248,31 @@ def test_validation_results_are_memoised_for_one_call_only(
     assert calls.count("+1 415-555-2671") == 1
     detector.detect(text, CTX)
     assert calls.count("+1 415-555-2671") == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Upgrade to version 10.0.19041.1234 today",
+        "build 2.14.1-2023.05.17 released",
+        "Windows 6.2.9200.16384 is out of support",
+        "Release 2024.11.25.1432 is out",
+        "He served from 1914-1922 and again 1992 1996 1997.",
+        "a population of 6000000 and a code 11111111",
+    ],
+)
+def test_versions_years_and_round_numbers_are_not_phone_numbers(text: str) -> None:
+    assert [v for k, v in found(text) if k == "PHONE_NUMBER"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("call 415.555.0132", "415.555.0132"),
+        ("Appelez le 03.93.92.16.85", "03.93.92.16.85"),
+        ("phone +61.3.0432.0171 (Melbourne)", "+61.3.0432.0171"),
+        ("phone 6627.7306 after six", "6627.7306"),
+    ],
+)
+def test_dotted_phone_numbers_are_still_found(text: str, number: str) -> None:
+    assert ("PHONE_NUMBER", number) in found(text)

@@ -356,7 +356,26 @@ _REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "AU", "CA", "IN", "I
 _POSTCODE = re.compile(r"\d{4,5}-\d{3}$|\d{5}-\d{4}$")
 # "1/14/1961", "14.01.1961": a date, not a number to dial.
 _DATE_SHAPE = re.compile(r"\d{1,2}([./-])\d{1,2}\1(?:19|20)?\d{2}$")
-_NOT_PHONES = (_ISO_DATE, _POSTCODE, _DATE_SHAPE)
+# "2024.11.25.1432", "2023-05-17 ...": a date first, then a build or time.
+_DATE_PREFIX = re.compile(
+    r"(?:19|20)\d{2}([./-])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?:\D|$)"
+)
+# "1914-1922", "1992 1996 1997": a range or run of years.
+_YEARS = re.compile(r"(?:(?:1[5-9]|20)\d{2}[ –/-]{1,3})+(?:1[5-9]|20)\d{2}$")
+# "11111111", "6000000": one digit repeated, or a round number.
+_ROUND = re.compile(r"(\d)\1+$|[1-9]0{5,}$")
+_NOT_PHONES = (_ISO_DATE, _POSTCODE, _DATE_SHAPE, _DATE_PREFIX, _YEARS, _ROUND)
+
+
+def _number_shape(number: str) -> bool:
+    """A version ("10.0.19041.1234", "2.14.1-2023.05.17"): dotted, with a
+    group after the first of a single digit. Dotted phone numbers keep two
+    or more digits a group ("415.555.0132", "03.93.92.16.85"), except right
+    after a country code ("+61.3.0432.0171"), which a version never has."""
+    if "." not in number or number.lstrip().startswith(("+", "00")):
+        return False
+    groups = re.split(r"[.-]", number.strip())
+    return any(len(g) == 1 for g in groups[1:] if g.isdigit())
 
 
 def phone(value: str, named: tuple[str, ...] = ()) -> float | None:
@@ -369,6 +388,8 @@ def phone(value: str, named: tuple[str, ...] = ()) -> float | None:
     number = number.partition("ext")[0]
     digits = sum(c.isdigit() for c in number)
     if not 7 <= digits <= 15 or any(p.match(number) for p in _NOT_PHONES):
+        return None
+    if _number_shape(number):
         return None
     if value.startswith("(+"):  # "(+358) 40 1234567"
         value = value[1:].replace(")", "", 1)
