@@ -15,7 +15,8 @@ upstream share the CPUs, so absolute figures are pessimistic; compare rows.
 flag-only injection model then runs before the upstream call instead of
 alongside it. ``--upstream-delay-ms`` makes the fake upstream take that long
 to answer, as a real model does; ``--prompt-chars`` pads the user message
-with benign prose (a pasted document, say) to that length.
+with benign prose (a pasted document, say) to that length. ``--responses``
+also sends the same requests to the first Mantlet's ``/v1/responses``.
 
 "+p50"/"+p99" are the latency added over calling the upstream directly at the
 same concurrency; "srv" is Mantlet's own x-mantlet-overhead-ms header (time
@@ -107,10 +108,10 @@ async def load(
     nonce = time.time_ns()
 
     def body(i: int) -> dict[str, Any]:
-        messages = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": padded(f"{PROMPT} Reference {nonce}-{i}.", prompt_chars)},
-        ]
+        prompt = padded(f"{PROMPT} Reference {nonce}-{i}.", prompt_chars)
+        if url.endswith("/responses"):  # the same request in the Responses API's shape
+            return {"model": "bench", "instructions": SYSTEM, "input": prompt}
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         return {"model": "bench", "messages": messages}
 
     latencies: list[float] = []
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--serial", action="store_true", help="also a Mantlet with overlap_flag_only: false"
     )
+    parser.add_argument(
+        "--responses", action="store_true", help="also Mantlet's /v1/responses, same requests"
+    )
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0)
     parser.add_argument("--prompt-chars", type=int, default=0)
     parser.add_argument(
@@ -248,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             process, url, key = start_mantlet(work / name, upstream, overrides)
             processes.append(process)
             targets[name] = (url, key)
+            if name == "mantlet" and args.responses:  # same gateway, /v1/responses
+                targets["responses"] = (url.replace("/chat/completions", "/responses"), key)
         if args.litellm:
             python = litellm_python(ROOT / ".mantlet" / "bench")
             lite_config = work / "litellm.yaml"
