@@ -1008,3 +1008,49 @@ def test_an_unknown_tenant_policy_fails_at_start() -> None:
     )
     with pytest.raises(MantletError):
         create_app(configured, keys=KeyStore("sqlite://", SECRET))
+
+
+def test_a_tenant_can_have_its_own_limits(keys: KeyStore, tmp_path: Path) -> None:
+    """Rates, body size and message count per tenant; the others keep the
+    gateway's."""
+    configured = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "upstreams": [{"name": "echo", "kind": "echo"}],
+            "routes": [{"model": "echo", "upstreams": ["echo"]}],
+            "quotas": {
+                "requests_per_key": "100/minute",
+                "tenants": {
+                    "trial": {"requests_per_key": "2/minute", "max_messages": 2},
+                    "bulk": {"max_body_bytes": 4_000_000},
+                },
+            },
+        }
+    )
+    trial = keys.create(tenant="trial", role="app")[0]
+    paying = keys.create(tenant="paying", role="app")[0]
+    bulk = keys.create(tenant="bulk", role="app")[0]
+    three = [{"role": "user", "content": "hi"}] * 3
+    big = "word " * 300_000  # 1.5 MB: over the gateway's 1 MB, within bulk's 4 MB
+    with TestClient(create_app(configured, keys=keys)) as client:
+
+        def post(key: str, messages: list[dict[str, str]]) -> httpx.Response:
+            body = {"model": "echo", "messages": messages}
+            return client.post(
+                "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+            )
+
+        assert_openai_error(post(trial, three), 400, "too_many_items")
+        assert post(paying, three).status_code == 200
+        assert post(trial, three[:1]).status_code == 200
+        assert post(trial, three[:1]).status_code == 429  # its third request this minute
+        assert [post(paying, three[:1]).status_code for _ in range(3)] == [200] * 3
+        assert_openai_error(post(paying, [{"role": "user", "content": big}]), 413)
+        assert post(bulk, [{"role": "user", "content": big}]).status_code != 413
+
+
+def test_tenant_limits_are_checked_like_the_gateways() -> None:
+    with pytest.raises(ValidationError, match="is not a limit"):
+        GatewaySettings.model_validate(
+            {"quotas": {"tenants": {"trial": {"tokens_per_key": "lots"}}}}
+        )

@@ -104,6 +104,14 @@ class Gateway:
     roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
     tenant_shields: dict[str, Shield] = field(default_factory=dict)
 
+    def max_body_bytes(self, tenant: str) -> int:
+        own = self.settings.quotas.tenants.get(tenant)
+        return own.max_body_bytes if own and own.max_body_bytes else self.settings.max_body_bytes
+
+    def max_messages(self, tenant: str) -> int:
+        own = self.settings.quotas.tenants.get(tenant)
+        return own.max_messages if own and own.max_messages else self.settings.max_messages
+
     def shield_for(self, tenant: str) -> Shield:
         """The tenant's own policy (``tenant_policies``), else the gateway's."""
         return self.tenant_shields.get(tenant, self.shield)
@@ -300,6 +308,10 @@ def create_app(
             tenant_tokens=settings.quotas.tokens_per_tenant,
             key_tokens=settings.quotas.tokens_per_key,
             concurrent=settings.quotas.concurrent_per_key,
+            tenants={
+                tenant: limits.quota_overrides()
+                for tenant, limits in settings.quotas.tenants.items()
+            },
         ),
         trail=accountability or Accountability.open(settings, background_wal=True),
         tokens=TokenVerifier(settings.oidc) if settings.oidc else None,
@@ -705,7 +717,7 @@ def create_app(
         await gateway.quotas.admit(principal)
         gateway.quotas.enter(principal)
         request.state.in_flight = True
-        body = await read_json(request, settings.max_body_bytes)
+        body = await read_json(request, gateway.max_body_bytes(principal.tenant))
         model = body.get("model")
         request.state.model = model if isinstance(model, str) else None
         if not isinstance(model, str) or not model:
@@ -973,7 +985,7 @@ def create_app(
             raise GatewayError(
                 400, "'messages' must be a non-empty list", "invalid_request", "messages"
             )
-        _check_count(messages, settings.max_messages, "messages")
+        _check_count(messages, gateway.max_messages(principal.tenant), "messages")
         privacy_metadata: dict[str, Any] = {}
         if gateway.privacy:  # surrogates first, so the shield's redaction cannot destroy them
             conversation = gateway.privacy.conversation(request, principal.tenant, principal.key_id)
@@ -1045,7 +1057,7 @@ def create_app(
             raise GatewayError(
                 400, f"'{field}' must be a string or a list of strings", "invalid_request", field
             )
-        _check_count(texts, settings.max_messages, field)
+        _check_count(texts, gateway.max_messages(tenant), field)
         conversation, metadata = None, {}
         if pseudonymize and gateway.privacy:
             principal = request.state.principal

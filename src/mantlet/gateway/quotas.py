@@ -47,6 +47,28 @@ def _items(rules: str | list[str] | None) -> list[RateLimitItem]:
     return [parse(rule) for rule in ([rules] if isinstance(rules, str) else rules)]
 
 
+class _Rules:
+    """One set of limits: the gateway's, or a tenant's own."""
+
+    def __init__(
+        self,
+        requests: str | None,
+        requests_by_role: dict[str, str] | None,
+        tenant_requests: str | list[str] | None,
+        tenant_tokens: str | list[str] | None,
+        key_tokens: str | list[str] | None,
+        concurrent: int | None,
+    ) -> None:
+        self.default = parse(requests) if requests else None
+        self.by_role = {role: parse(rule) for role, rule in (requests_by_role or {}).items()}
+        self.tenant_requests = _items(tenant_requests)
+        # Token windows: (scope, item); a request is refused while any is spent.
+        self.tokens = [("tenant", item) for item in _items(tenant_tokens)] + [
+            ("key", item) for item in _items(key_tokens)
+        ]
+        self.concurrent = concurrent
+
+
 class Quotas:
     def __init__(
         self,
@@ -58,19 +80,30 @@ class Quotas:
         tenant_tokens: str | list[str] | None = None,
         key_tokens: str | list[str] | None = None,
         concurrent: int | None = None,
+        tenants: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """``tenants``: per tenant, the settings above (``requests``,
+        ``tenant_tokens``, ...) that differ from the gateway's."""
         storage, self._pool = async_storage(storage_uri)
         self._limiter = MovingWindowRateLimiter(storage)
-        self._default = parse(requests) if requests else None
-        self._by_role = {role: parse(rule) for role, rule in (requests_by_role or {}).items()}
-        self._tenant_requests = _items(tenant_requests)
-        # Token windows: (scope, item); a request is refused while any is spent.
-        self._tokens = [("tenant", item) for item in _items(tenant_tokens)] + [
-            ("key", item) for item in _items(key_tokens)
-        ]
-        self._concurrent = concurrent
+        defaults: dict[str, Any] = {
+            "requests": requests,
+            "requests_by_role": requests_by_role,
+            "tenant_requests": tenant_requests,
+            "tenant_tokens": tenant_tokens,
+            "key_tokens": key_tokens,
+            "concurrent": concurrent,
+        }
+        self._rules = _Rules(**defaults)
+        self._tenant_rules = {
+            tenant: _Rules(**{**defaults, **overrides})
+            for tenant, overrides in (tenants or {}).items()
+        }
         self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def _for(self, principal: Principal) -> _Rules:
+        return self._tenant_rules.get(principal.tenant, self._rules)
 
     @staticmethod
     def _identity(scope: str, principal: Principal) -> str:
@@ -79,12 +112,13 @@ class Quotas:
     async def admit(self, principal: Principal) -> None:
         """Count one request for the key and tenant; refuse it when over a
         request limit or while a token budget is spent."""
-        item = self._by_role.get(principal.role, self._default)
+        rules = self._for(principal)
+        item = rules.by_role.get(principal.role, rules.default)
         if item is not None and not await self._limiter.hit(item, "key", principal.key_id):
             raise await self._refusal(
                 item, "key", principal.key_id, message="rate limit reached for this key"
             )
-        for item in self._tenant_requests:
+        for item in rules.tenant_requests:
             if not await self._limiter.hit(item, "tenant-requests", principal.tenant):
                 raise await self._refusal(
                     item,
@@ -92,7 +126,7 @@ class Quotas:
                     principal.tenant,
                     message="rate limit reached for this tenant",
                 )
-        for scope, item in self._tokens:
+        for scope, item in rules.tokens:
             who = self._identity(scope, principal)
             if not await self._limiter.test(item, scope, who):
                 raise await self._refusal(
@@ -104,21 +138,22 @@ class Quotas:
 
         Counted per process: across replicas the request-rate limit (shared in
         Redis) is the bound; this one protects each process from one key."""
-        if self._concurrent is None:
+        limit = self._for(principal).concurrent
+        if limit is None:
             return
         with self._lock:
             current = self._in_flight.get(principal.key_id, 0)
-            if current >= self._concurrent:
+            if current >= limit:
                 raise GatewayError(
                     429,
-                    f"more than {self._concurrent} concurrent requests for this key",
+                    f"more than {limit} concurrent requests for this key",
                     "rate_limit_exceeded",
                     headers={"Retry-After": "1"},
                 )
             self._in_flight[principal.key_id] = current + 1
 
     def leave(self, principal: Principal) -> None:
-        if self._concurrent is None:
+        if self._for(principal).concurrent is None:
             return
         with self._lock:
             remaining = self._in_flight.get(principal.key_id, 1) - 1
@@ -131,7 +166,7 @@ class Quotas:
         """Count the tokens a finished request used against every token window."""
         if tokens <= 0:
             return
-        for scope, item in self._tokens:
+        for scope, item in self._for(principal).tokens:
             who = self._identity(scope, principal)
             if await self._limiter.hit(item, scope, who, cost=min(tokens, item.amount)):
                 continue

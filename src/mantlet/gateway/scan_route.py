@@ -22,7 +22,6 @@ _FIELDS = frozenset({"side", "text", "messages", "documents", "fields", "canarie
 
 
 def scan_router(gateway: Any) -> APIRouter:
-    settings = gateway.settings
     router = APIRouter()
 
     @router.post("/v1/scan")
@@ -31,7 +30,7 @@ def scan_router(gateway: Any) -> APIRouter:
         await gateway.quotas.admit(principal)
         gateway.quotas.enter(principal)
         request.state.in_flight = True
-        body = await read_json(request, settings.max_body_bytes)
+        body = await read_json(request, gateway.max_body_bytes(principal.tenant))
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
             name = quoted_name(unknown[0])
@@ -40,8 +39,9 @@ def scan_router(gateway: Any) -> APIRouter:
         side = body.get("side", "input")
         if side not in ("input", "output"):
             raise GatewayError(400, "'side' must be input or output", "invalid_request", "side")
-        content = _content(body, settings.max_messages)
-        documents = _strings(body, "documents", settings.max_messages)
+        limit = gateway.max_messages(principal.tenant)
+        content = _content(body, limit)
+        documents = _strings(body, "documents", limit)
         canaries = _strings(body, "canaries", 64)
         fields = body.get("fields")
         if fields is not None and not isinstance(fields, dict):

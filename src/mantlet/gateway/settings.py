@@ -98,6 +98,47 @@ class RouteSettings(BaseModel):
         return self
 
 
+class TenantQuotaSettings(BaseModel):
+    """One tenant's own limits; a field left out keeps the gateway's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_key: str | None = None
+    requests_per_tenant: str | list[str] | None = None
+    tokens_per_tenant: str | list[str] | None = None
+    tokens_per_key: str | list[str] | None = None
+    concurrent_per_key: int | None = Field(None, gt=0)
+    max_body_bytes: int | None = Field(None, gt=0)
+    max_messages: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _rules_parse(self) -> TenantQuotaSettings:
+        for name in (
+            "requests_per_key",
+            "requests_per_tenant",
+            "tokens_per_tenant",
+            "tokens_per_key",
+        ):
+            value = getattr(self, name)
+            for rule in [value] if isinstance(value, str) else value or []:
+                try:
+                    parse_limit(rule)
+                except ValueError:
+                    raise ValueError(f"{name}: {rule!r} is not a limit like '60/minute'") from None
+        return self
+
+    def quota_overrides(self) -> dict[str, Any]:
+        """The fields set here, under the names ``Quotas`` takes."""
+        names = {
+            "requests_per_key": "requests",
+            "requests_per_tenant": "tenant_requests",
+            "tokens_per_tenant": "tenant_tokens",
+            "tokens_per_key": "key_tokens",
+            "concurrent_per_key": "concurrent",
+        }
+        return {names[k]: v for k, v in self.model_dump(exclude_none=True).items() if k in names}
+
+
 class QuotaSettings(BaseModel):
     """Limits in the ``limits`` notation ("60/minute", "100000/day")."""
 
@@ -117,6 +158,11 @@ class QuotaSettings(BaseModel):
     )
     concurrent_per_key: int | None = Field(
         64, gt=0, description="In-flight requests per key (counted per gateway process)."
+    )
+    tenants: dict[str, TenantQuotaSettings] = Field(
+        default_factory=dict,
+        description="Per tenant, the limits that differ from the above, plus max_body_bytes"
+        " and max_messages, e.g. {acme: {requests_per_tenant: 60000/minute, max_messages: 64}}.",
     )
 
     @model_validator(mode="after")
