@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from fastapi import FastAPI, Request
@@ -161,19 +162,20 @@ def refusing(
         )
         app = create_app(settings)
         key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+        auditor = app.state.gateway.keys.create(tenant="acme", role="auditor")[0]
         with live_server(app) as gateway:
-            yield gateway.url, key
+            yield gateway.url, key, auditor
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_upstream_refusal_reaches_the_caller_as_that_4xx(
-    refusing: tuple[str, str], stream: bool
+    refusing: tuple[str, str, str], stream: bool
 ) -> None:
     """Not a 502, which the SDK would retry at once: the caller learns the
     request was too long (the upstream's code and message, guarded), or to
     wait out the upstream's rate limit. The upstream's own credentials being
     wrong is the gateway's problem: a 502 that quotes nothing of it."""
-    url, key = refusing
+    url, key, _ = refusing
     sdk = client(url, key)
 
     def ask(content: str) -> Any:
@@ -192,6 +194,40 @@ def test_an_upstream_refusal_reaches_the_caller_as_that_4xx(
     with pytest.raises(openai.RateLimitError) as limited:
         ask("ratelimit")
     assert limited.value.response.headers["retry-after"] == "7"
+    assert limited.value.response.headers["x-mantlet-upstream-status"] == "429"
     with pytest.raises(openai.APIStatusError) as broken:
         ask("badkey")
     assert broken.value.status_code == 502 and "sk-" not in broken.value.message
+
+
+def test_upstream_refusals_have_their_own_metric(refusing: tuple[str, str, str]) -> None:
+    """A refusal of the request is not an upstream outage, and an upstream's
+    429 passed on is not one of the gateway's own limit rejections."""
+    url, key, auditor = refusing
+
+    def metric(name: str) -> float:
+        text = httpx.get(
+            url.removesuffix("/v1") + "/metrics", headers={"authorization": f"Bearer {auditor}"}
+        ).text
+        lines = [line for line in text.splitlines() if line.startswith(name)]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    before = {
+        name: metric(name)
+        for name in (
+            "mantlet_upstream_refusals_total",
+            "mantlet_upstream_errors_total",
+            "mantlet_limit_rejections_total",
+        )
+    }
+    sdk = client(url, key)
+    for content, error in (("ratelimit", openai.RateLimitError), ("x", openai.BadRequestError)):
+        with pytest.raises(error):
+            sdk.chat.completions.create(
+                model="small", messages=[{"role": "user", "content": content}]
+            )
+    assert (
+        metric("mantlet_upstream_refusals_total") == before["mantlet_upstream_refusals_total"] + 2
+    )
+    assert metric("mantlet_upstream_errors_total") == before["mantlet_upstream_errors_total"]
+    assert metric("mantlet_limit_rejections_total") == before["mantlet_limit_rejections_total"]

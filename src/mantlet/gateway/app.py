@@ -412,8 +412,8 @@ def create_app(
             gateway.quotas.leave(principal)
         gateway.metrics.requests.labels(outcome.route, str(outcome.status)).inc()
         gateway.metrics.latency.labels(outcome.route).observe(outcome.total_ms / 1000)
-        if outcome.status == 429:
-            gateway.metrics.limit_rejections.inc()
+        if outcome.status == 429 and "x-mantlet-upstream-status" not in outcome.headers:
+            gateway.metrics.limit_rejections.inc()  # ours, not an upstream's passed on
         # One JSON line per request: identifiers, outcome and timings, never content.
         access_log.info(
             json.dumps(
@@ -1147,8 +1147,7 @@ async def _call_upstreams(
             answer = await gateway.providers[name].send(endpoint, {**body, "stream": False})
         except ProviderError as exc:
             failures.append(str(exc))
-            gateway.metrics.upstream_errors.labels(name).inc()
-            refused = exc if isinstance(exc, UpstreamRefused) else refused
+            refused = _count_failure(gateway, name, exc) or refused
             continue
         if not isinstance(answer.get(expected), list):
             failures.append(f"upstream {name!r} sent no {expected}")
@@ -1157,6 +1156,16 @@ async def _call_upstreams(
     if refused is not None:
         raise await _refusal_error(gateway, refused, tenant)
     raise GatewayError(502, "; ".join(failures) or "no upstream answered", "upstream_error")
+
+
+def _count_failure(gateway: Gateway, upstream: str, exc: ProviderError) -> UpstreamRefused | None:
+    """Counts a failed upstream call: a refusal of the request is the
+    caller's matter, not the upstream's health, so it has its own metric."""
+    if isinstance(exc, UpstreamRefused):
+        gateway.metrics.upstream_refusals.labels(upstream, str(exc.upstream_status)).inc()
+        return exc
+    gateway.metrics.upstream_errors.labels(upstream).inc()
+    return None
 
 
 async def _refusal_error(gateway: Gateway, refused: UpstreamRefused, tenant: str) -> GatewayError:
@@ -1170,7 +1179,9 @@ async def _refusal_error(gateway: Gateway, refused: UpstreamRefused, tenant: str
         if not verdict.blocked:
             message += ": " + (verdict.sanitized_text or refused.upstream_message)
     code = refused.code if refused.code and quoted_name(refused.code) else "upstream_refused"
-    headers = {"retry-after": refused.retry_after} if refused.retry_after else None
+    headers = {"x-mantlet-upstream-status": str(refused.upstream_status)}
+    if refused.retry_after:
+        headers["retry-after"] = refused.retry_after
     return GatewayError(refused.upstream_status, message, code, headers=headers)
 
 
@@ -1189,8 +1200,7 @@ async def _open_stream(
             continue
         except ProviderError as exc:
             failures.append(str(exc))
-            gateway.metrics.upstream_errors.labels(name).inc()
-            refused = exc if isinstance(exc, UpstreamRefused) else refused
+            refused = _count_failure(gateway, name, exc) or refused
             continue
         return chunks, name, first
     if refused is not None:

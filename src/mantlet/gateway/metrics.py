@@ -51,6 +51,12 @@ class Metrics:
             ["upstream"],
             registry=self.registry,
         )
+        self.upstream_refusals = Counter(
+            "mantlet_upstream_refusals_total",
+            "Upstream answers refusing the request itself (HTTP 4xx), by upstream and status.",
+            ["upstream", "status"],
+            registry=self.registry,
+        )
         self.limit_rejections = Counter(
             "mantlet_limit_rejections_total",
             "Requests refused by a rate limit or budget.",
