@@ -870,9 +870,7 @@ def test_plain_prompt_routes_overlap_and_fail_closed_too(
     assert_openai_error(failed, 400, "content_blocked")
 
 
-def test_every_route_refuses_missing_wrong_revoked_and_powerless_credentials(
-    keys: KeyStore,
-) -> None:
+def test_every_route_refuses_missing_wrong_expired_revoked_and_powerless_credentials() -> None:
     """Enumerates the app's routes, so a route added later is covered too:
     only the liveness, readiness and public-key routes answer strangers."""
     from fastapi.routing import APIRoute
@@ -883,9 +881,13 @@ def test_every_route_refuses_missing_wrong_revoked_and_powerless_credentials(
             yield from flattened(included.routes) if included else [route]
 
     public = {"/healthz", "/readyz", "/.well-known/mantlet/keys.json"}
-    revoked, info = keys.create(tenant="acme", role="app")
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    keys = KeyStore("sqlite://", SECRET, clock=lambda: now[0])
+    expired = keys.create(tenant="acme", role="admin", expires_at=now[0] + timedelta(hours=1))[0]
+    revoked, info = keys.create(tenant="acme", role="admin")
     keys.revoke(info.key_id)
     nobody = keys.create(tenant="acme", role="unheard-of")[0]  # a role that holds nothing
+    now[0] += timedelta(hours=2)
     with client_for(keys) as client:
         routes = [
             (method, route.path)
@@ -903,6 +905,7 @@ def test_every_route_refuses_missing_wrong_revoked_and_powerless_credentials(
                 {},
                 {"Authorization": "Bearer mk-nope-nope"},
                 {"Authorization": f"Bearer {revoked}"},
+                {"Authorization": f"Bearer {expired}"},
             ):
                 answer = client.request(method, url, headers=header, json={})
                 assert answer.status_code == 401, (method, path, header.keys())
@@ -910,6 +913,7 @@ def test_every_route_refuses_missing_wrong_revoked_and_powerless_credentials(
                 method, url, headers={"Authorization": f"Bearer {nobody}"}, json={}
             )
             assert powerless.status_code == 403, (method, path)
+    keys.close()
 
 
 class NameRecorder:
