@@ -56,20 +56,29 @@ FIELDS = st.dictionaries(
 )
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+@pytest.fixture(scope="module", params=["plain", "pseudonymizing"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, str]]:
+    """The gateway as shipped, and with pseudonymization on (which walks
+    messages and request fields with code of its own)."""
     keys = KeyStore("sqlite://", b"s" * 32)
     key = keys.create(tenant="acme", role="app")[0]
+    privacy = {"privacy": {"style": "placeholder"}} if request.param == "pseudonymizing" else {}
     configured = GatewaySettings.model_validate(
         {
             "data_dir": str(tmp_path_factory.mktemp("fuzz")),
             "upstreams": [{"name": "echo", "kind": "echo"}],
             "routes": [{"model": "echo", "upstreams": ["echo"]}],
             "quotas": {"requests_per_key": "1000000/minute"},
+            **privacy,
         }
     )
-    with TestClient(create_app(configured, keys=keys), raise_server_exceptions=False) as client:
+    app = create_app(configured, keys=keys)
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield client, key
+    if app.state.gateway.privacy:
+        app.state.gateway.privacy.close()
     keys.close()
 
 
