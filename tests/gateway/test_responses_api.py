@@ -433,3 +433,16 @@ def test_an_unknown_parameter_that_is_not_a_name_is_not_quoted_back(
         headers={"authorization": f"Bearer {live[1]}"},
     )
     assert "'frobnicate'" in named.json()["error"]["message"]
+
+
+def test_an_odd_chat_answer_still_becomes_a_response() -> None:
+    """Upstreams send odd things; the translation never raises on them."""
+    from mantlet.gateway.responses_api import from_chat_answer
+
+    for answer in (
+        {"choices": ["not an object"]},
+        {"choices": [{"message": "text", "finish_reason": "stop"}]},
+        {"choices": [{"message": {"content": "hi", "tool_calls": ["x", {"function": 3}]}}]},
+    ):
+        response = from_chat_answer(answer, {"model": "small"}, "resp_1")
+        assert response["object"] == "response" and response["status"] == "completed"

@@ -338,8 +338,10 @@ def from_chat_answer(
     """A guarded chat completion as a ``response`` object (its first choice:
     the Responses API has no ``n``)."""
     ids = new_ids()
-    choice = (answer.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+    choices = answer.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    found = choice.get("message")
+    message: dict[str, Any] = found if isinstance(found, dict) else {}
     output: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -351,8 +353,10 @@ def from_chat_answer(
         content.append({"type": "refusal", "refusal": message["refusal"]})
     if content:
         output.append(_message_item(ids("msg"), content, "completed"))
-    for call in message.get("tool_calls") or []:
-        output.append(_call_item(ids("fc"), call, "completed"))
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
+        if isinstance(call, dict):
+            output.append(_call_item(ids("fc"), call, "completed"))
     created = answer.get("created")
     return response_object(
         body,
@@ -388,7 +392,8 @@ def _reasoning_item(item_id: str, text: str) -> dict[str, Any]:
 
 
 def _call_item(item_id: str, call: Mapping[str, Any], status: str) -> dict[str, Any]:
-    function = call.get("function") or {}
+    found = call.get("function")
+    function: Mapping[str, Any] = found if isinstance(found, dict) else {}
     return {
         "id": item_id,
         "type": "function_call",
