@@ -218,6 +218,9 @@ def test_an_answer_cannot_make_the_client_fetch_a_url_carrying_data(
     ("content", "headers", "status", "code"),
     [
         (b"{not json", {}, 400, "invalid_json"),
+        # Python's parser takes these; JSON (and the audit log's canonical form) does not.
+        (b'{"model": "echo", "temperature": NaN, "messages": []}', {}, 400, "invalid_json"),
+        (b'{"model": "echo", "text": {"type": -Infinity}}', {}, 400, "invalid_json"),
         (b"\xff\xfe{}", {}, 400, "invalid_encoding"),
         (b"[1, 2]", {}, 400, "invalid_request"),
         (json.dumps({"model": 3, "messages": []}).encode(), {}, 400, "invalid_request"),

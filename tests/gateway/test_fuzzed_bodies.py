@@ -185,3 +185,128 @@ def test_no_responses_api_body_gets_a_5xx(
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+class FuzzedUpstream:
+    """An upstream whose answers (whole, or as stream chunks) are whatever
+    the test draws: the gateway must treat them as the untrusted input they
+    are."""
+
+    name = "fuzzed"
+
+    def __init__(self) -> None:
+        self.answer: Any = None
+        self.chunks: list[Any] = []
+
+    async def send(self, endpoint: str, request: Any) -> Any:
+        return self.answer
+
+    async def stream(self, endpoint: str, request: Any) -> Any:
+        for chunk in self.chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
+
+
+ANSWER_KEYS = [
+    "choices", "message", "delta", "content", "tool_calls", "function", "arguments", "name",
+    "id", "index", "finish_reason", "usage", "total_tokens", "refusal", "reasoning_content",
+    "text", "role", "audio", "transcript", "logprobs",
+]  # fmt: skip
+ANSWER_VALUES = st.recursive(
+    st.one_of(ATOMS, st.sampled_from(["stop", "length", "tool_calls", "assistant"])),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(ANSWER_KEYS), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+ANSWERS = st.dictionaries(st.sampled_from(ANSWER_KEYS), ANSWER_VALUES, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def fuzzed_upstream(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TestClient, str, FuzzedUpstream]]:
+    keys = KeyStore("sqlite://", b"s" * 32)
+    key = keys.create(tenant="acme", role="app")[0]
+    upstream = FuzzedUpstream()
+    configured = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path_factory.mktemp("fuzz-up")),
+            "upstreams": [{"name": "fuzzed", "kind": "echo"}],
+            "routes": [{"model": "m", "upstreams": ["fuzzed"]}],
+            "quotas": {"requests_per_key": "1000000/minute"},
+        }
+    )
+    app = create_app(configured, keys=keys, providers={"fuzzed": upstream})
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, key, upstream
+    keys.close()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    answer=ANSWERS,
+    chunks=st.lists(ANSWERS, max_size=4),
+    route=st.sampled_from(["/v1/chat/completions", "/v1/responses", "/v1/completions"]),
+    stream=st.booleans(),
+)
+def test_no_upstream_answer_gets_the_caller_a_500(
+    fuzzed_upstream: tuple[TestClient, str, FuzzedUpstream],
+    answer: dict[str, Any],
+    chunks: list[dict[str, Any]],
+    route: str,
+    stream: bool,
+) -> None:
+    client, key, upstream = fuzzed_upstream
+    upstream.answer, upstream.chunks = answer, chunks
+    body: dict[str, Any] = {"model": "m", "stream": stream}
+    if route == "/v1/chat/completions":
+        body["messages"] = [{"role": "user", "content": "hi"}]
+    else:
+        body["input" if route == "/v1/responses" else "prompt"] = "hi"
+    response = client.post(route, json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code in (200, 400, 502), response.text[:300]
+    if stream and response.status_code == 200:
+        assert "internal error" not in response.text
+    elif response.status_code != 200:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_an_upstream_answer_with_nan_is_a_502_not_a_500(live_server: type[Any]) -> None:
+    """Python's parser takes NaN and Infinity, which the audit log's
+    canonical JSON cannot hold: such an answer is invalid JSON from the
+    upstream."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    upstream = FastAPI()
+
+    @upstream.post("/v1/chat/completions")
+    async def chat() -> Response:
+        body = '{"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],'
+        body += ' "usage": {"total_tokens": NaN}}'
+        return Response(body, media_type="application/json")
+
+    keys = KeyStore("sqlite://", b"s" * 32)
+    key = keys.create(tenant="acme", role="app")[0]
+    with live_server(upstream) as up:
+        configured = GatewaySettings.model_validate(
+            {
+                "data_dir": "nan-state",
+                "upstreams": [{"name": "up", "kind": "openai", "base_url": up.url, "retries": 0}],
+                "routes": [{"model": "m", "upstreams": ["up"]}],
+            }
+        )
+        with TestClient(create_app(configured, keys=keys)) as client:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            answer = client.post(
+                "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+            )
+    keys.close()
+    assert answer.status_code == 502
+    assert "invalid JSON" in answer.json()["error"]["message"]

@@ -63,7 +63,7 @@ from mantlet.gateway.quotas import Quotas
 from mantlet.gateway.roles import role_table
 from mantlet.gateway.scan_route import scan_router
 from mantlet.gateway.settings import GatewaySettings
-from mantlet.gateway.streaming import StreamBlocked, StreamRelay
+from mantlet.gateway.streaming import MalformedChunk, StreamBlocked, StreamRelay
 from mantlet.gateway.tokens import TokenVerifier
 from mantlet.gateway.watermark_routes import watermark_router
 from mantlet.pipeline.shield import Shield, StagedCheck
@@ -878,6 +878,9 @@ def create_app(
                 except ProviderError as exc:
                     gateway.metrics.upstream_errors.labels(upstream).inc()
                     failure = GatewayError(502, str(exc), "upstream_error")
+                except MalformedChunk as exc:
+                    gateway.metrics.upstream_errors.labels(upstream).inc()
+                    failure = GatewayError(502, f"upstream {upstream!r}: {exc}", "upstream_error")
                 except Exception:  # noqa: BLE001 - the stream must still end in OpenAI's shape
                     failure = GatewayError(500, "internal error", "internal_error")
                 if relay.usage:

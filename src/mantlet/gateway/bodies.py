@@ -18,6 +18,16 @@ MAX_JSON_DEPTH = 64
 _TOO_DEEP = object()
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    """Python's parser accepts NaN and Infinity; JSON does not, and the audit
+    log's canonical JSON cannot hold them."""
+    raise _NonFinite(f"{name} is not a JSON number")
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -35,13 +45,15 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise GatewayError(400, "request body is not valid UTF-8", "invalid_encoding") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise GatewayError(
             400,
             f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})",
             "invalid_json",
         ) from None
+    except _NonFinite as exc:
+        raise GatewayError(400, f"request body is not valid JSON ({exc})", "invalid_json") from None
     except RecursionError:  # deeper than the parser's own stack allows
         data = _TOO_DEEP
     if data is _TOO_DEEP or nesting(data) > MAX_JSON_DEPTH:

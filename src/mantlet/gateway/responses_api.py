@@ -304,7 +304,7 @@ def response_object(
 ) -> dict[str, Any]:
     """A ``response`` object echoing the request's settings, as OpenAI does."""
     incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}
-    reason = incomplete.get(finish_reason or "")
+    reason = incomplete.get(finish_reason) if isinstance(finish_reason, str) else None
     return {
         "id": response_id,
         "object": "response",

@@ -40,6 +40,60 @@ _CLOSER = "-----END "
 TEXT_DELTA_FIELDS = ("reasoning_content", "reasoning", "refusal")
 
 
+class MalformedChunk(MantletError):
+    """An upstream stream event that does not have the shape OpenAI's
+    streams have: the upstream's fault, answered like any upstream failure."""
+
+
+# More choices or tool calls than this in one answer is not a real stream.
+_MAX_INDEX = 1024
+
+
+def _choices(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = chunk.get("choices")
+    if choices is None:
+        return []
+    if not isinstance(choices, list):
+        raise MalformedChunk("a stream event's choices are not a list")
+    return [c for c in choices if isinstance(c, dict)]
+
+
+def _index(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_INDEX:
+        raise MalformedChunk("a stream event's index is not a small whole number")
+    return value
+
+
+def _delta(choice: dict[str, Any]) -> dict[str, Any] | None:
+    delta = choice.get("delta")
+    if delta is not None and not isinstance(delta, dict):
+        raise MalformedChunk("a stream event's delta is not an object")
+    return delta
+
+
+def _calls(delta: dict[str, Any]) -> list[dict[str, Any]]:
+    """A delta's tool-call pieces, each checked: an object whose function
+    (if any) is an object with string name and arguments."""
+    calls = delta.get("tool_calls")
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise MalformedChunk("a stream event's tool calls are not a list")
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(function, dict | None):
+            raise MalformedChunk("a stream event's tool call is not an object")
+        if function and any(
+            not isinstance(function.get(k), str | None) for k in ("name", "arguments")
+        ):
+            raise MalformedChunk("a stream event's tool call has a non-string name or arguments")
+        if call.get("id") is not None and not isinstance(call.get("id"), str):
+            raise MalformedChunk("a stream event's tool call id is not a string")
+    return calls
+
+
 class StreamBlocked(MantletError):
     """The answer may not continue; ``verdict`` says why (None: the guard
     could not keep released text consistent)."""
@@ -194,19 +248,17 @@ class StreamRelay:
                 usage = chunk["usage"]
                 self.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
                 self.usage_event = self._event([], usage=self.usage)
-            for choice in chunk.get("choices") or []:
-                if not isinstance(choice, dict):
-                    continue
-                index = int(choice.get("index", 0) or 0)
+            for choice in _choices(chunk):
+                index = _index(choice.get("index"))
                 new = index not in self.guards
                 guard = self.guards.setdefault(
                     index, StreamGuard(self._check, holdback=self._holdback)
                 )
-                if choice.get("finish_reason"):
+                if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
                     self.finish[index] = choice["finish_reason"]
-                delta = choice.get("delta") if self.chat else None
+                delta = _delta(choice) if self.chat else None
                 text = choice.get("text") if not self.chat else (delta or {}).get("content")
-                for call in (delta or {}).get("tool_calls") or []:
+                for call in _calls(delta or {}):
                     self._collect_tool_call(index, call)
                 if new and self.chat:
                     yield self._event([self._part(index, "", True)])
@@ -280,7 +332,7 @@ class StreamRelay:
 
     def _collect_tool_call(self, index: int, call: dict[str, Any]) -> None:
         slot = self.tools.setdefault(index, {}).setdefault(
-            int(call.get("index", 0) or 0), {"type": "function", "function": {"arguments": ""}}
+            _index(call.get("index")), {"type": "function", "function": {"arguments": ""}}
         )
         if call.get("id"):
             slot["id"] = call["id"]

@@ -15,6 +15,16 @@ class ProviderError(MantletError):
     status = 502
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(data: str | bytes) -> Any:
+    """``json.loads`` without the NaN and Infinity that Python accepts and
+    JSON does not: they could not be canonicalised for the audit log."""
+    return json.loads(data, parse_constant=_no_constant)
+
+
 class UpstreamRefused(ProviderError):
     """The upstream answered that the request itself is wrong for it (HTTP
     400, 404, 413, 422) or that it is over its own rate limit (429): the
@@ -43,7 +53,7 @@ def refusal(
     """An ``UpstreamRefused`` from an error response's body (OpenAI's shape,
     ``{"error": {"message", "code", ...}}``, or anything else)."""
     try:
-        data = json.loads(body)
+        data = strict_json(body)
     except (ValueError, RecursionError):
         data = None
     error = data.get("error") if isinstance(data, dict) else None

@@ -14,7 +14,6 @@ variable set, every call goes through the client, which honours them.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -27,6 +26,7 @@ from mantlet.gateway.providers.base import (
     ProviderError,
     answer_to_chunks,
     refusal,
+    strict_json,
 )
 
 _RETRY_STATUSES = {502, 503, 504}
@@ -101,7 +101,7 @@ class OpenAICompatibleProvider:
                     )
                 else:
                     try:
-                        data = response.json()
+                        data = strict_json(response.content)
                     except (ValueError, RecursionError):
                         raise ProviderError(f"upstream {self.name!r} sent invalid JSON") from None
                     if not isinstance(data, dict):
@@ -135,7 +135,7 @@ class OpenAICompatibleProvider:
                     if "json" in response.headers.get("content-type", ""):
                         # The upstream ignored `stream`: a whole answer is fine too.
                         try:
-                            answer = json.loads(await response.aread())
+                            answer = strict_json(await response.aread())
                         except (ValueError, RecursionError):
                             raise ProviderError(
                                 f"upstream {self.name!r} sent invalid JSON"
@@ -152,7 +152,7 @@ class OpenAICompatibleProvider:
                         if data == "[DONE]":
                             return
                         try:
-                            chunk = json.loads(data)
+                            chunk = strict_json(data)
                         except (ValueError, RecursionError):
                             raise ProviderError(
                                 f"upstream {self.name!r} sent an invalid stream event"
