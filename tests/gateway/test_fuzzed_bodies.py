@@ -210,8 +210,8 @@ class FuzzedUpstream:
 
 
 ANSWER_KEYS = [
-    "choices", "message", "delta", "content", "tool_calls", "function", "arguments", "name",
-    "id", "index", "finish_reason", "usage", "total_tokens", "refusal", "reasoning_content",
+    "data", "embedding", "object", "choices", "message", "delta", "content", "tool_calls",
+    "function", "arguments", "name", "id", "index", "finish_reason", "usage", "total_tokens", "refusal", "reasoning_content",
     "text", "role", "audio", "transcript", "logprobs",
 ]  # fmt: skip
 ANSWER_VALUES = st.recursive(
@@ -252,7 +252,9 @@ def fuzzed_upstream(
 @given(
     answer=ANSWERS,
     chunks=st.lists(ANSWERS, max_size=4),
-    route=st.sampled_from(["/v1/chat/completions", "/v1/responses", "/v1/completions"]),
+    route=st.sampled_from(
+        ["/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings"]
+    ),
     stream=st.booleans(),
 )
 def test_no_upstream_answer_gets_the_caller_a_500(
@@ -267,6 +269,8 @@ def test_no_upstream_answer_gets_the_caller_a_500(
     body: dict[str, Any] = {"model": "m", "stream": stream}
     if route == "/v1/chat/completions":
         body["messages"] = [{"role": "user", "content": "hi"}]
+    elif route == "/v1/embeddings":
+        body = {"model": "m", "input": "hi"}
     else:
         body["input" if route == "/v1/responses" else "prompt"] = "hi"
     response = client.post(route, json=body, headers={"Authorization": f"Bearer {key}"})
