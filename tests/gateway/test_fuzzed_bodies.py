@@ -211,8 +211,8 @@ class FuzzedUpstream:
 
 ANSWER_KEYS = [
     "data", "embedding", "object", "choices", "message", "delta", "content", "tool_calls",
-    "function", "arguments", "name", "id", "index", "finish_reason", "usage", "total_tokens", "refusal", "reasoning_content",
-    "text", "role", "audio", "transcript", "logprobs",
+    "function", "arguments", "name", "id", "index", "finish_reason", "usage", "total_tokens",
+    "refusal", "reasoning_content", "text", "role", "audio", "transcript", "logprobs",
 ]  # fmt: skip
 ANSWER_VALUES = st.recursive(
     st.one_of(ATOMS, st.sampled_from(["stop", "length", "tool_calls", "assistant"])),
