@@ -314,3 +314,32 @@ def test_an_upstream_answer_with_nan_is_a_502_not_a_500(live_server: type[Any]) 
     keys.close()
     assert answer.status_code == 502
     assert "invalid JSON" in answer.json()["error"]["message"]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(["side", "text", "messages", "documents", "fields", "canaries"]),
+        st.one_of(
+            VALUES,
+            st.lists(MESSAGE, max_size=3),
+            st.sampled_from(["input", "output"]),
+            st.lists(st.text(max_size=30), max_size=3),
+        ),
+        max_size=4,
+    )
+)
+def test_no_scan_body_gets_a_5xx(gateway: tuple[TestClient, str], body: dict[str, Any]) -> None:
+    client, key = gateway
+    response = client.post(
+        "/v1/scan",
+        content=json.dumps(body).encode("utf-8", "surrogatepass"),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code < 500, response.text[:300]
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    else:
+        assert response.json()["object"] == "mantlet.scan"
