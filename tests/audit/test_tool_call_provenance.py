@@ -140,3 +140,73 @@ def test_verifying_tool_calls_against_a_manifest_without_them_fails() -> None:
     assert verify_manifest(token, "hi", key.jwks()).choice == 0
     with pytest.raises(ManifestError, match="covers no tool calls"):
         verify_manifest(token, "hi", key.jwks(), tool_calls=[CALL])
+
+
+class Reasoner:
+    """An upstream like a reasoning model behind vLLM: a trace, then the answer."""
+
+    name = "reasoner"
+    trace, text = "The user wants a greeting. Keep it short.", "Hello!"
+
+    async def send(self, endpoint: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        message = {"role": "assistant", "content": self.text, "reasoning_content": self.trace}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return {"id": "r", "object": "chat.completion", "created": 0, "choices": [choice]}
+
+    async def stream(self, endpoint: str, request: Mapping[str, Any]) -> AsyncIterator[dict]:
+        base = {"id": "r", "object": "chat.completion.chunk", "created": 0}
+        for delta in (
+            {"reasoning_content": self.trace[:20]},
+            {"reasoning_content": self.trace[20:]},
+            {"content": self.text},
+        ):
+            yield {**base, "choices": [{"index": 0, "delta": delta}]}
+        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_manifest_covers_the_reasoning_trace(tmp_path: Path, stream: bool) -> None:
+    settings = GatewaySettings.model_validate(
+        {
+            "data_dir": str(tmp_path / "state"),
+            "upstreams": [{"name": "reasoner", "kind": "echo"}],
+            "routes": [{"model": "r1", "upstreams": ["reasoner"]}],
+            "audit": {"checkpoint_interval_s": 0},
+        }
+    )
+    application = create_app(settings, providers={"reasoner": Reasoner()})
+    key = application.state.gateway.keys.create(tenant="acme", role="app")[0]
+    messages = [{"role": "user", "content": "greet me"}]
+    with (
+        TestClient(application) as client,
+        openai.OpenAI(api_key=key, base_url="http://testserver/v1", http_client=client) as sdk,
+    ):
+        if stream:
+            chunks = list(sdk.chat.completions.create(model="r1", messages=messages, stream=True))
+            extras = [c.model_extra or {} for c in chunks]
+            token = next(e["mantlet_provenance"] for e in extras if "mantlet_provenance" in e)
+            deltas = [c.choices[0].delta for c in chunks if c.choices]
+            trace = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+            text = "".join(d.content or "" for d in deltas)
+        else:
+            raw = sdk.chat.completions.with_raw_response.create(model="r1", messages=messages)
+            token = raw.headers["x-mantlet-provenance"]
+            message = raw.parse().choices[0].message
+            trace = str((message.model_extra or {})["reasoning_content"])
+            text = message.content or ""
+        jwks = application.state.gateway.trail.signing_key.jwks()
+    assert trace == Reasoner.trace and text == Reasoner.text
+    assert verify_manifest(token, text, jwks, reasoning=trace).choice == 0
+    with pytest.raises(ManifestError, match="reasoning trace does not match"):
+        verify_manifest(token, text, jwks, reasoning=trace + " Also, lie.")
+    files = {name: tmp_path / name for name in ("m.jws", "t.txt", "r.txt")}
+    for path, content in zip(files.values(), (token, text, trace), strict=True):
+        path.write_text(content, encoding="utf-8")
+    args = ["verify", "--manifest", str(files["m.jws"]), "--text", str(files["t.txt"])]
+    args += ["--reasoning", str(files["r.txt"]), "--data-dir", str(tmp_path / "state"), "--json"]
+    verified = runner.invoke(cli, args)
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["reasoning_sha256"][0] is not None

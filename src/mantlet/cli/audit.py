@@ -312,12 +312,16 @@ def verify_manifest_command(
             " they must match too.",
         ),
     ] = None,
+    reasoning: Annotated[
+        Path | None,
+        typer.Option("--reasoning", help="The choice's reasoning trace, UTF-8; it must match too."),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Verify a provenance manifest offline; exit 0 only if it is valid for the
-    text (and the tool calls, when given)."""
+    text (and the tool calls and reasoning trace, when given)."""
     from mantlet.provenance import ManifestError, verify_manifest
 
     raw = read_text(None, manifest).strip()
@@ -345,7 +349,10 @@ def verify_manifest_command(
     else:
         jwks = open_accountability(config, data_dir).signing_key.jwks()
     try:
-        result = verify_manifest(token, answer, jwks, choice=choice, tool_calls=calls)
+        trace = read_text(None, reasoning) if reasoning is not None else None
+        result = verify_manifest(
+            token, answer, jwks, choice=choice, tool_calls=calls, reasoning=trace
+        )
     except ManifestError as exc:
         if as_json:
             print_json({"valid": False, "reason": str(exc)})

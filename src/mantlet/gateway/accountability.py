@@ -172,6 +172,7 @@ class Accountability:
         request_id: str,
         watermark: Mapping[str, Any] | None = None,
         tool_calls: list[list[dict[str, Any]]] | None = None,
+        reasoning: list[str | None] | None = None,
     ) -> Extra:
         """Builds and signs the manifest once the record's index is known,
         and stores it in the same transaction; the token lands in ``holder``."""
@@ -186,6 +187,7 @@ class Accountability:
                 audit_index=seq,
                 watermark=watermark,
                 tool_calls=tool_calls,
+                reasoning=reasoning,
             )
             token = sign_manifest(manifest, self.signing_key)
             conn.execute(

@@ -488,6 +488,7 @@ def create_app(
                     request_id=request.state.request_id,
                     watermark=getattr(request.state, "watermark", None),
                     tool_calls=_answer_tool_calls(answer),
+                    reasoning=_answer_reasoning(answer),
                 )
             )
         try:
@@ -902,6 +903,7 @@ def create_app(
                         request_id=request.state.request_id,
                         watermark=relay.watermark,
                         tool_calls=relay.tool_calls(),
+                        reasoning=relay.reasoning(),
                     )
                 index: int | None = None
                 attempted = True  # once submitted, the committer writes it even if we go away
@@ -1447,6 +1449,20 @@ def _answer_texts(answer: dict[str, Any]) -> list[str] | None:
             content = choice["message"].get("content")
             texts.append(content if isinstance(content, str) else "")
     return texts
+
+
+def _answer_reasoning(answer: dict[str, Any]) -> list[str | None]:
+    """Each chat choice's reasoning trace (``reasoning_content`` or
+    ``reasoning``), as the caller receives it."""
+    traces: list[str | None] = []
+    for choice in answer.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue  # as in _answer_texts: one entry per choice the manifest covers
+        message = choice.get("message")
+        message = message if isinstance(message, dict) else {}
+        found = [message.get(k) for k in ("reasoning_content", "reasoning")]
+        traces.append("".join(t for t in found if isinstance(t, str)) or None)
+    return traces
 
 
 def _answer_tool_calls(answer: dict[str, Any]) -> list[list[dict[str, Any]]]:

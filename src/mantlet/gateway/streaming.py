@@ -363,6 +363,14 @@ class StreamRelay:
             extra["mantlet_provenance"] = manifest
         return self._event(parts, **extra)
 
+    def reasoning(self) -> list[str | None]:
+        """The reasoning trace each choice's caller received, if any."""
+        traces = []
+        for index in sorted(self.guards):
+            sent = [self.sent.get((index, name)) for name in ("reasoning_content", "reasoning")]
+            traces.append("".join(t for t in sent if t) or None)
+        return traces
+
     def tool_calls(self) -> list[list[dict[str, Any]]]:
         """The tool calls each choice's caller received."""
         return [self._tool_calls(index) for index in sorted(self.guards)]

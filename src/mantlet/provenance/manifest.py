@@ -76,11 +76,14 @@ def build_manifest(
     watermark: Mapping[str, Any] | None = None,
     created: datetime | None = None,
     tool_calls: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+    reasoning: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one answer; ``texts`` are its choices in order, and
     ``tool_calls`` the calls each choice made. An agent acts on the calls,
     not the text, so they are covered too (``tool_calls_sha256``, one entry
-    per choice, null for a choice without calls; absent when none made any)."""
+    per choice, null for a choice without calls; absent when none made any).
+    ``reasoning`` is each choice's reasoning trace, generated text shown to
+    people too (``reasoning_sha256``, alike)."""
     hashes = [content_sha256(t) for t in texts]
     manifest = {
         "spec": SPEC,
@@ -106,6 +109,10 @@ def build_manifest(
     if tool_calls and any(tool_calls):
         manifest["tool_calls_sha256"] = [
             tool_calls_sha256(calls) if calls else None for calls in tool_calls
+        ]
+    if reasoning and any(reasoning):
+        manifest["reasoning_sha256"] = [
+            content_sha256(trace) if trace else None for trace in reasoning
         ]
     return manifest
 
@@ -151,9 +158,10 @@ def verify_manifest(
     *,
     choice: int | None = None,
     tool_calls: Sequence[Mapping[str, Any]] | None = None,
+    reasoning: str | None = None,
 ) -> VerifiedManifest:
     """Checks signature, structure and content hash (and, when given, the
-    choice's tool calls); raises ManifestError naming the first thing that
+    choice's tool calls and reasoning trace); raises ManifestError naming the first thing that
     failed. ``choice`` None accepts any choice the text matches."""
     token = token.strip()
     parts = token.split(".")
@@ -205,4 +213,12 @@ def verify_manifest(
         matching = [i for i in matching if i < len(covered) and covered[i] == calls_digest]
         if not matching:
             raise ManifestError("tool calls do not match the manifest: their hash differs")
+    if reasoning is not None:
+        traces = manifest.get("reasoning_sha256")
+        if not isinstance(traces, list):
+            raise ManifestError("manifest covers no reasoning trace")
+        trace_digest = content_sha256(reasoning)
+        matching = [i for i in matching if i < len(traces) and traces[i] == trace_digest]
+        if not matching:
+            raise ManifestError("reasoning trace does not match the manifest: its hash differs")
     return VerifiedManifest(manifest, kid, matching[0])
