@@ -151,6 +151,24 @@ def _keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, OKPKey]:
     return out
 
 
+def _still_matching(
+    manifest: Mapping[str, Any],
+    field: str,
+    digest: str,
+    matching: list[int],
+    uncovered: str,
+    differs: str,
+) -> list[int]:
+    """The choices in ``matching`` whose ``field`` entry is ``digest``."""
+    hashes = manifest.get(field)
+    if not isinstance(hashes, list):
+        raise ManifestError(uncovered)
+    kept = [i for i in matching if i < len(hashes) and hashes[i] == digest]
+    if not kept:
+        raise ManifestError(differs)
+    return kept
+
+
 def verify_manifest(
     token: str,
     text: str,
@@ -206,19 +224,15 @@ def verify_manifest(
         if not matching:
             raise ManifestError("text does not match the manifest: content hash differs")
     if tool_calls is not None:
-        covered = manifest.get("tool_calls_sha256")
-        if not isinstance(covered, list):
-            raise ManifestError("manifest covers no tool calls")
-        calls_digest = tool_calls_sha256(tool_calls)
-        matching = [i for i in matching if i < len(covered) and covered[i] == calls_digest]
-        if not matching:
-            raise ManifestError("tool calls do not match the manifest: their hash differs")
+        matching = _still_matching(
+            manifest, "tool_calls_sha256", tool_calls_sha256(tool_calls), matching,
+            "manifest covers no tool calls",
+            "tool calls do not match the manifest: their hash differs",
+        )  # fmt: skip
     if reasoning is not None:
-        traces = manifest.get("reasoning_sha256")
-        if not isinstance(traces, list):
-            raise ManifestError("manifest covers no reasoning trace")
-        trace_digest = content_sha256(reasoning)
-        matching = [i for i in matching if i < len(traces) and traces[i] == trace_digest]
-        if not matching:
-            raise ManifestError("reasoning trace does not match the manifest: its hash differs")
+        matching = _still_matching(
+            manifest, "reasoning_sha256", content_sha256(reasoning), matching,
+            "manifest covers no reasoning trace",
+            "reasoning trace does not match the manifest: its hash differs",
+        )  # fmt: skip
     return VerifiedManifest(manifest, kid, matching[0])
