@@ -42,7 +42,7 @@ def main() -> int:
     ]
     benign = [r["text"] for name in ("benign_user_prompts", "benign_documents") for r in load(name)]
     results: dict[str, Any] = {}
-    for name, ner in (("rules", None), ("rules+ner", "en")):
+    for name, ner in (("rules", None), ("rules+ner", "en_spacy")):
         detector = PiiDetector(PiiOptions(ner=ner))
         report = span_report(gold, addresses(detector, [r["text"] for r in heldout]))
         scores = {

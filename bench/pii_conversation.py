@@ -58,10 +58,10 @@ def main() -> int:
     args = parser.parse_args()
 
     chats = conversations(args.conversations, args.turns)
-    nlp = load_backend("en")._nlp  # type: ignore[attr-defined]  # the verified model
+    nlp = load_backend("en_spacy")._nlp  # type: ignore[attr-defined]  # the verified model
     results: dict[str, Any] = {}
     for name, cache_texts in (("no cache", 0), ("cache", en_spacy.CACHE_TEXTS)):
-        detector = PiiDetector(PiiOptions(ner="en"))
+        detector = PiiDetector(PiiOptions(ner="en_spacy"))
         detector._ner = en_spacy.SpacyNer(nlp, cache_texts=cache_texts)
         replay(detector, chats[:1])  # warm-up, then a fresh backend
         detector._ner = backend = en_spacy.SpacyNer(nlp, cache_texts=cache_texts)

@@ -28,7 +28,7 @@ def main() -> int:
         "synth_heldout": [r for r in load("pii_presidio_synth") if r["template_id"] % 2 == 1],
         "wikigold_heldout": [r for r in load("pii_wikigold") if r["doc"] % 2 == 1],
     }
-    predict = mantlet_batched(PiiDetector(PiiOptions(ner="en", entities=list(NAMES))))
+    predict = mantlet_batched(PiiDetector(PiiOptions(ner="en_spacy", entities=list(NAMES))))
     results: dict[str, Any] = {}
     for suite, rows in suites.items():
         golds = gold(rows, NAMES)

@@ -143,13 +143,13 @@ def test_fake_addresses_read_as_addresses_and_restore() -> None:
 def test_the_tenant_scopes_the_detectors_caches() -> None:
     """The gateway passes the tenant: one tenant's request must not warm a
     cache that another tenant could time."""
-    pytest.importorskip("spacy", reason="NER needs the pii extra")
     from mantlet.detectors.pii import PiiOptions
-    from mantlet.detectors.pii.ner import en_spacy, load_backend
+    from mantlet.detectors.pii.ner import en_crf, load_backend
 
     detector = PiiDetector(PiiOptions(ner="en"))
     detector.warm_up()
-    backend = en_spacy.SpacyNer(load_backend("en")._nlp)  # type: ignore[attr-defined]
+    shipped = load_backend("en")
+    backend = en_crf.CrfNer(shipped._tagger, shipped._gazetteer)  # type: ignore[attr-defined]
     detector._ner = backend
     p = Pseudonymizer(detector, Vault(generate_key()))
     text = "Forward this to Ilse Brandauer, please."

@@ -49,7 +49,11 @@ def anonymize(
         ),
     ] = None,
     ner: Annotated[
-        str | None, typer.Option(help="NER language for names/places/orgs (needs mantlet[pii]).")
+        str | None,
+        typer.Option(
+            help="NER backend for names/places/orgs: en (a CRF, built in) or en_spacy "
+            "(needs mantlet[pii])."
+        ),
     ] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,

@@ -34,7 +34,9 @@ class PrivacySettings(BaseModel):
         description="placeholder (<PERSON_1>) or fake (realistic values of the same shape).",
     )
     ner: str | None = Field(
-        None, description="NER language for names/places/orgs (e.g. 'en'; mantlet[pii])."
+        None,
+        description="NER backend for names/places/orgs: 'en' (a CRF, built in) or "
+        "'en_spacy' (needs mantlet[pii]).",
     )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     ttl_s: float = Field(3600.0, gt=0, description="How long a conversation's mapping lives.")

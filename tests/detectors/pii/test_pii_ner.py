@@ -18,7 +18,7 @@ pytest.importorskip("spacy", reason="NER needs the pii extra")
 
 
 def test_english_names_places_and_orgs_are_found_next_to_structured_entities() -> None:
-    detector = PiiDetector(PiiOptions(ner="en"))
+    detector = PiiDetector(PiiOptions(ner="en_spacy"))
     text = "Angela Merkel met Tim Cook in Berlin to discuss Apple; mail tim@example.com."
     found = {(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())}
     assert ("PERSON", "Angela Merkel") in found
@@ -31,14 +31,14 @@ def test_english_names_places_and_orgs_are_found_next_to_structured_entities() -
 
 
 def test_entities_option_filters_ner_labels_too() -> None:
-    detector = PiiDetector(PiiOptions(ner="en", entities=["PERSON"]))
+    detector = PiiDetector(PiiOptions(ner="en_spacy", entities=["PERSON"]))
     text = "Angela Merkel visited Berlin."
     assert [f.kind for f in detector.detect(text, ScanContext())] == ["PERSON"]
 
 
 def test_one_backend_per_language_and_unknown_languages_are_config_errors() -> None:
-    assert languages() == ["en"]
-    assert load_backend("en") is load_backend("en")  # loaded once per process
+    assert languages() == ["en", "en_spacy"]
+    assert load_backend("en_spacy") is load_backend("en_spacy")  # loaded once per process
     with pytest.raises(ConfigError):
         load_backend("xx")
 
@@ -72,7 +72,7 @@ def test_a_file_added_to_the_model_folder_fails_the_check(tmp_path: Path) -> Non
 def test_the_shipped_model_finds_foreign_names_in_chat_text() -> None:
     """What the fine-tuning was for: the stock model labels both of these
     people ORG; names it already knew must stay people."""
-    backend = load_backend("en")
+    backend = load_backend("en_spacy")
     for text, name in [
         ("Jouni said he would sign the lease today.", "Jouni"),
         ("Could you transfer me to Mrs Ilse Brandauer?", "Mrs Ilse Brandauer"),
@@ -87,7 +87,7 @@ def test_the_shipped_model_finds_whole_postal_addresses_in_context() -> None:
     """A town inside an address is part of the address, not a place of its
     own; without a word that announces an address, the model's guess stays
     under the policy threshold (it also calls "3 Barbecue Chicken" one)."""
-    detector = PiiDetector(PiiOptions(ner="en"))
+    detector = PiiDetector(PiiOptions(ner="en_spacy"))
     text = "Please ship the replacement to Kastanienallee 12, 10435 Berlin."
     found = [(f.kind, text[f.start : f.end], f.score) for f in detector.detect(text, ScanContext())]
     assert [(kind, value) for kind, value, _ in found] == [
@@ -101,7 +101,7 @@ def test_the_shipped_model_finds_whole_postal_addresses_in_context() -> None:
 def test_overlapping_rule_and_model_addresses_are_joined() -> None:
     """The rule finds the street, the model the whole address: redacting only
     the stronger would leave the town and country in the clear."""
-    detector = PiiDetector(PiiOptions(ner="en"))
+    detector = PiiDetector(PiiOptions(ner="en_spacy"))
     text = "My new address is 41 Harbour Road, Cobh, Ireland."
     found = [(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())]
     assert found == [("STREET_ADDRESS", "41 Harbour Road, Cobh, Ireland")]
@@ -111,7 +111,7 @@ def test_overlapping_rule_and_model_addresses_are_joined() -> None:
 
 def test_all_lower_case_chat_still_gets_the_model() -> None:
     """Chat users skip the shift key; per text and batched alike."""
-    detector = PiiDetector(PiiOptions(ner="en"))
+    detector = PiiDetector(PiiOptions(ner="en_spacy"))
     text = "my name is john smith and i live in berlin"
     found = {(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())}
     assert ("PERSON", "john smith") in found
@@ -122,7 +122,7 @@ def test_all_lower_case_chat_still_gets_the_model() -> None:
 def test_per_text_results_are_cached_under_keyed_hashes_only() -> None:
     """A chat client re-sends the conversation every turn; earlier messages
     must not run the model again, and the cache must not hold their text."""
-    backend = en_spacy.SpacyNer(load_backend("en")._nlp)  # type: ignore[attr-defined]
+    backend = en_spacy.SpacyNer(load_backend("en_spacy")._nlp)  # type: ignore[attr-defined]
     text = "Please forward the contract to Ilse Brandauer in Graz."
     first = backend.entities(text)
     assert backend.cache_hits == 0
@@ -133,14 +133,14 @@ def test_per_text_results_are_cached_under_keyed_hashes_only() -> None:
     assert backend._cache.keys() != [hashlib.blake2b(text.encode(), digest_size=16).digest()]
     backend.clear_cache()
     assert backend.entities(text) == first and backend.cache_hits == 1
-    uncached = en_spacy.SpacyNer(load_backend("en")._nlp, cache_texts=0)  # type: ignore[attr-defined]
+    uncached = en_spacy.SpacyNer(load_backend("en_spacy")._nlp, cache_texts=0)  # type: ignore[attr-defined]
     uncached.entities(text)
     uncached.entities(text)
     assert uncached.cache_hits == 0 and not uncached._cache
 
 
 def test_the_cache_keeps_only_the_most_recent_texts() -> None:
-    backend = en_spacy.SpacyNer(load_backend("en")._nlp, cache_texts=2)  # type: ignore[attr-defined]
+    backend = en_spacy.SpacyNer(load_backend("en_spacy")._nlp, cache_texts=2)  # type: ignore[attr-defined]
     for name in ("Anna", "Berit", "Carla"):
         backend.entities(f"{name} called.")
     assert len(backend._cache) == 2
@@ -153,9 +153,9 @@ def test_the_cache_keeps_only_the_most_recent_texts() -> None:
 def test_the_cache_is_not_shared_across_tenants() -> None:
     """A hit is faster than a miss: a shared cache would let one tenant time a
     guess at another tenant's message. The detector passes the tenant along."""
-    detector = PiiDetector(PiiOptions(ner="en"))
+    detector = PiiDetector(PiiOptions(ner="en_spacy"))
     detector.warm_up()
-    backend = en_spacy.SpacyNer(load_backend("en")._nlp)  # type: ignore[attr-defined]
+    backend = en_spacy.SpacyNer(load_backend("en_spacy")._nlp)  # type: ignore[attr-defined]
     detector._ner = backend
     text = "Please forward the contract to Ilse Brandauer in Graz."
     first = detector.detect(text, ScanContext(tenant="a"))

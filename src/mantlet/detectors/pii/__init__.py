@@ -57,8 +57,9 @@ class PiiOptions(BaseModel):
 
     ner: str | None = Field(
         None,
-        description="Language of the NER model for PERSON/LOCATION/ORGANIZATION "
-        "(e.g. 'en', needs mantlet[pii]); null: structured entities only.",
+        description="NER backend for PERSON/LOCATION/ORGANIZATION: 'en' (a CRF, built "
+        "in, about 0.2 ms a message) or 'en_spacy' (spaCy, needs mantlet[pii]); null: "
+        "structured entities only.",
     )
     entities: list[str] | None = Field(None, description="Finding kinds to report (default: all).")
     disabled_rules: list[str] = Field(default_factory=list, description="Rule ids to skip.")

@@ -1,7 +1,9 @@
 """Named-entity backends for PII: one module and one model per language.
 
 Each module exposes ``load() -> NerBackend``; adding a language is one more
-module and one line in ``_MODULES``. Backends report spans already mapped to
+module and one line in ``_MODULES``. A backend's name is its language,
+optionally followed by the kind of model (``en_spacy``): the plain language
+name is that language's default. Backends report spans already mapped to
 Mantlet's entity names (``ENTITIES``) and load their model only when asked.
 """
 
@@ -20,7 +22,10 @@ from mantlet.errors import ConfigError, DetectorError
 ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION", "STREET_ADDRESS")
 
 _MODULES: dict[str, str] = {
-    "en": "mantlet.detectors.pii.ner.en_spacy",
+    # A CRF: about 0.15 ms a message, no extra dependency.
+    "en": "mantlet.detectors.pii.ner.en_crf",
+    # spaCy's small model, fine-tuned: about 2 ms a message (mantlet[pii]).
+    "en_spacy": "mantlet.detectors.pii.ner.en_spacy",
 }
 
 

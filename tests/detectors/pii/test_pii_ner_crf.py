@@ -1,0 +1,161 @@
+"""The CRF NER backend: its features, its sha256 pin, bounded work on huge
+inputs, and what it finds in text it was not trained on."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mantlet.core.types import ScanContext
+from mantlet.detectors.pii import PiiDetector, PiiOptions
+from mantlet.detectors.pii.ner import en_crf, load_backend
+from mantlet.detectors.pii.ner.crf_features import (
+    CHUNK_HARD,
+    bio,
+    chunks,
+    entity_runs,
+    features,
+    shape,
+    split_at_lines,
+    tokens,
+)
+from mantlet.errors import DetectorError
+
+
+def test_tags_round_trip_through_bio_and_entity_runs() -> None:
+    text = "Ilse Brandauer moved from Graz to Acme Widgets GmbH."
+    toks = tokens(text)
+    spans = [(0, 14, "PER"), (26, 30, "LOC"), (34, 51, "ORG")]
+    tags = bio(toks, spans)
+    assert tags[:3] == ["B-PER", "I-PER", "O"]
+    runs = entity_runs(tags)
+    assert [(toks[a][0], toks[b][1], label) for a, b, label in runs] == spans
+
+
+def test_an_inside_tag_that_switches_label_starts_a_new_entity() -> None:
+    assert entity_runs(["I-PER", "I-PER", "I-ORG", "O", "B-LOC", "B-LOC"]) == [
+        (0, 1, "PER"),
+        (2, 2, "ORG"),
+        (4, 4, "LOC"),
+        (5, 5, "LOC"),
+    ]
+
+
+def test_features_name_the_word_its_neighbours_and_gazetteer_hits() -> None:
+    text = "call Jouni\nnow"
+    attrs = features(text, tokens(text), {"jouni": ("g:fn",)})
+    assert "w:jouni" in attrs[1] and "g:fn" in attrs[1] and "T" in attrs[1]
+    assert "-1w:call" in attrs[1] and "1w:now" in attrs[1]
+    assert "-1g:fn" in attrs[2] and "bol" in attrs[2]  # after the line break
+    assert "lc" not in attrs[0]  # the text has a capital
+    assert shape("McDonald") == "XxXx" and shape("AB-12") == "X-d"
+
+
+def test_huge_inputs_are_tagged_in_bounded_chunks() -> None:
+    text = "word " * 5000
+    ranges = list(chunks(text, tokens(text)))
+    assert max(end - begin for begin, end in ranges) <= CHUNK_HARD
+    assert ranges[0][0] == 0 and ranges[-1][1] == 5000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+
+
+def test_a_tampered_or_extra_model_file_fails_the_sha256_check(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(en_crf.model_dir(), copy)
+    en_crf.verify(copy)  # the pristine copy passes
+    with (copy / en_crf.MODEL_FILE).open("ab") as handle:
+        handle.write(b"\x00")
+    with pytest.raises(DetectorError, match="sha256"):
+        en_crf.verify(copy)
+    shutil.copyfile(en_crf.model_dir() / en_crf.MODEL_FILE, copy / en_crf.MODEL_FILE)
+    (copy / "extra.bin").write_bytes(b"\x00")
+    with pytest.raises(DetectorError, match=r"extra\.bin"):
+        en_crf.verify(copy)
+    with pytest.raises(DetectorError, match="sha256"):  # no record: nothing is trusted
+        en_crf.verify(en_crf.model_dir(), expected={})
+
+
+def test_people_places_and_organizations_in_new_sentences() -> None:
+    """Sentences written for this test, not taken from any training set."""
+    backend = load_backend("en")
+    cases = [
+        ("Please ask Marguerite Okonkwo to call me back tomorrow.", "Marguerite Okonkwo", "PERSON"),
+        ("We are flying to Lisbon next week for the conference.", "Lisbon", "LOCATION"),
+        ("My sister Henrike works in Stuttgart now.", "Henrike", "PERSON"),
+        ("My sister Henrike works in Stuttgart now.", "Stuttgart", "LOCATION"),
+    ]
+    for text, value, label in cases:
+        found = {(text[s.start : s.end], s.label) for s in backend.entities(text)}
+        assert (value, label) in found, (text, found)
+    plain = "Can you explain how a hash map handles collisions?"
+    assert backend.entities(plain) == []
+
+
+def test_scores_are_probabilities_and_offsets_point_at_the_text() -> None:
+    backend = load_backend("en")
+    text = "Forward the invoice to Tomasz Wiśniewski at Nordlicht Logistics in Gdańsk."
+    spans = backend.entities(text)
+    assert spans
+    for span in spans:
+        assert 0.0 < span.score <= 1.0
+        value = text[span.start : span.end]
+        assert value == value.strip(" .,") and value
+
+
+def test_a_megabyte_of_text_is_tagged_quickly_with_exact_offsets() -> None:
+    backend = load_backend("en")
+    unit = "Meeting notes: Ilse Brandauer from Graz joined the call. "
+    text = unit * (1_000_000 // len(unit))
+    started = time.perf_counter()
+    spans = backend.entities_many([text])[0]
+    assert time.perf_counter() - started < 60
+    people = [s for s in spans if text[s.start : s.end] == "Ilse Brandauer"]
+    assert len(people) > len(text) // len(unit) * 0.9
+
+
+def test_the_backend_serves_threads_concurrently() -> None:
+    """The tagger keeps per-sequence state for its marginals; the backend's
+    lock must keep threads from reading each other's."""
+    backend = load_backend("en")
+    texts = [f"Call Marguerite Okonkwo about order {i} in Lisbon." for i in range(200)]
+    expected = backend.entities_many(texts)
+    results: dict[int, object] = {}
+
+    def work(offset: int) -> None:
+        for i in range(offset, len(texts), 4):
+            results[i] = backend.entities(texts[i], scope=str(offset))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[i] for i in range(len(texts))] == expected
+
+
+def test_the_detector_reports_names_with_the_crf_backend() -> None:
+    detector = PiiDetector(PiiOptions(ner="en"))
+    text = "Hi, this is Marguerite Okonkwo; reach me at m.okonkwo@example.org."
+    found = {(f.kind, text[f.start : f.end]) for f in detector.detect(text, ScanContext())}
+    assert ("PERSON", "Marguerite Okonkwo") in found
+    assert ("EMAIL_ADDRESS", "m.okonkwo@example.org") in found
+
+
+def test_names_end_at_line_breaks_and_addresses_do_not() -> None:
+    text = "Best,\nIlse Brandauer\nNordlicht GmbH\n12 Main St\nGraz"
+    toks = tokens(text)
+    everything = [(0, len(toks) - 1, "ORG"), (2, len(toks) - 1, "ADDR")]
+    pieces = split_at_lines(text, toks, everything)
+    values = [(text[toks[a][0] : toks[b][1]], label) for a, b, label in pieces]
+    assert values[:4] == [
+        ("Best,", "ORG"),
+        ("Ilse Brandauer", "ORG"),
+        ("Nordlicht GmbH", "ORG"),
+        ("12 Main St", "ORG"),
+    ]
+    assert values[-1] == (text[toks[2][0] :], "ADDR")
