@@ -3,10 +3,11 @@
 Same texts, same run, same machine, same matching (Mantlet's span metrics,
 one-to-one, exact and overlap). Mantlet runs with each of its English NER
 backends: ``en``, the CRF (the default), and ``en_spacy``, the fine-tuned
-spaCy model (rows ``mantlet_spacy*``). Presidio runs offline in three setups: its
-usual one (spaCy ``en_core_web_sm`` 3.8, the whole pipeline), with the NER
-model Mantlet ships (``en_core_web_sm`` with its NER fine-tuned by
-``tools/train_ner.py``; tokenizer and NER only), and patterns-only
+spaCy model (rows ``mantlet_spacy*``). Presidio runs offline in four setups:
+its usual one (spaCy ``en_core_web_sm`` 3.8, the whole pipeline), with the
+spaCy model Mantlet ships (``en_core_web_sm`` with its NER fine-tuned by
+``tools/train_ner.py``; tokenizer and NER only), with Mantlet's CRF as a
+Presidio recognizer over its patterns-only engine, and patterns-only
 (``spacy.blank``, its fastest). ORG is mapped to ORGANIZATION and not ignored.
 
 Data, only what no shipped model was trained on: ``pii_presidio_synth``'s
@@ -87,11 +88,18 @@ def mantlet_batched(detector: PiiDetector) -> Predict:
 
 def presidio(model: str, threshold: float = 0.0, batched: bool = False) -> Predict:
     """``model``: "stock" (en_core_web_sm, whole pipeline), "shipped" (Mantlet's
-    NER model) or "none" (patterns only); ``batched``: Presidio's own batch
+    spaCy NER model), "crf" (patterns, plus Mantlet's CRF NER as a Presidio
+    recognizer) or "none" (patterns only); ``batched``: Presidio's own batch
     engine (spaCy's ``pipe`` over 64 texts), against Mantlet's batched row."""
     import spacy
     import tldextract
-    from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer import (
+        AnalyzerEngine,
+        BatchAnalyzerEngine,
+        EntityRecognizer,
+        RecognizerRegistry,
+        RecognizerResult,
+    )
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
     from mantlet.detectors.pii.ner.en_spacy import base_model_dir, model_dir
@@ -123,8 +131,23 @@ def presidio(model: str, threshold: float = 0.0, batched: bool = False) -> Predi
     engine.load()
     registry = RecognizerRegistry()
     registry.load_predefined_recognizers(nlp_engine=engine)
-    if model == "none":
+    if model in ("none", "crf"):
         registry.remove_recognizer("SpacyRecognizer")
+    if model == "crf":
+        crf = load_backend("en")
+
+        class CrfRecognizer(EntityRecognizer):  # type: ignore[misc]
+            def load(self) -> None:
+                pass
+
+            def analyze(self, text: str, entities: Any, nlp_artifacts: Any) -> list[Any]:
+                return [
+                    RecognizerResult(s.label, s.start, s.end, s.score)
+                    for s in crf.entities(text)
+                    if s.label in NAMES
+                ]
+
+        registry.add_recognizer(CrfRecognizer(supported_entities=list(NAMES), name="MantletCrf"))
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
 
     def run(texts: Sequence[str]) -> list[list[Span]]:
@@ -209,6 +232,7 @@ def main() -> int:
         "presidio": presidio("stock"),
         "presidio_batched": presidio("stock", batched=True),
         "presidio_mantlet_ner": presidio("shipped"),
+        "presidio_mantlet_crf": presidio("crf"),
         "presidio_patterns_only": presidio("none"),
     }
     results: dict[str, Any] = {}

@@ -42,7 +42,9 @@ def main() -> int:
     ]
     benign = [r["text"] for name in ("benign_user_prompts", "benign_documents") for r in load(name)]
     results: dict[str, Any] = {}
-    for name, ner in (("rules", None), ("rules+ner", "en_spacy")):
+    # The CRF (`en`) was trained on silver labels of these benign texts, so its
+    # benign count is optimistic; `en_spacy` never saw them.
+    for name, ner in (("rules", None), ("rules+en_spacy", "en_spacy"), ("rules+en (CRF)", "en")):
         detector = PiiDetector(PiiOptions(ner=ner))
         report = span_report(gold, addresses(detector, [r["text"] for r in heldout]))
         scores = {

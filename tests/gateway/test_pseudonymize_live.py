@@ -419,3 +419,40 @@ def test_request_fields_are_pseudonymized_and_come_back_in_tool_calls(tmp_path: 
     message = answer.choices[0].message
     assert json.loads(message.tool_calls[0].function.arguments) == {"cc": "bob.stone@example.com"}
     assert message.content == "for carol@example.net"
+
+
+@pytest.mark.parametrize("style", ["placeholder", "fake"])
+def test_names_places_and_organizations_are_pseudonymized_with_the_crf_ner(
+    tmp_path: Path, live_server: type[Any], style: str
+) -> None:
+    """With `ner: en` the upstream sees no name, town or company, and the
+    caller gets them back, streamed (surrogates split across 5-character
+    events) or not."""
+    seen: list[str] = []
+    LiveServer = live_server
+    prompt = "Please repeat: Marguerite Okonkwo from Nordlicht Logistics moved to Lisbon."
+    with LiveServer(echo_upstream(seen)) as upstream:
+        settings = GatewaySettings.model_validate(
+            {
+                "data_dir": str(tmp_path),
+                "upstreams": [{"name": "up", "kind": "openai", "base_url": upstream.url}],
+                "routes": [{"model": "small", "upstreams": ["up"]}],
+                "privacy": {"style": style, "ner": "en"},
+            }
+        )
+        app = create_app(settings)
+        key = app.state.gateway.keys.create(tenant="acme", role="app")[0]
+        with LiveServer(app) as gateway:
+            sdk = openai.OpenAI(api_key=key, base_url=gateway.url, max_retries=0)
+            messages: Any = [{"role": "user", "content": prompt}]
+            answer = sdk.chat.completions.create(model="small", messages=messages)
+            assert answer.choices[0].message.content == prompt
+            stream = sdk.chat.completions.create(model="small", messages=messages, stream=True)
+            streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            assert streamed == prompt
+        app.state.gateway.privacy.close()
+    for upstream_saw in seen:
+        for value in ("Okonkwo", "Marguerite", "Lisbon"):
+            assert value not in upstream_saw
+    if style == "placeholder":
+        assert "<PERSON_1>" in seen[0] and "<LOCATION_1>" in seen[0]

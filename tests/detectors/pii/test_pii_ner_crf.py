@@ -159,3 +159,20 @@ def test_names_end_at_line_breaks_and_addresses_do_not() -> None:
         ("12 Main St", "ORG"),
     ]
     assert values[-1] == (text[toks[2][0] :], "ADDR")
+
+
+def test_a_marginal_the_arithmetic_could_not_give_scores_as_found() -> None:
+    """A NaN score would fail the Finding's range check and error the
+    detector; the span was found, so it scores 1.0 (never lets it through)."""
+
+    class Tagger:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def marginal(self, tag: str, position: int) -> float:
+            return self.value
+
+    tags = ["B-PER", "I-PER"]
+    assert en_crf._mean_marginal(Tagger(float("nan")), tags, 0, 1) == 1.0
+    assert en_crf._mean_marginal(Tagger(0.25), tags, 0, 1) == 0.25
+    assert en_crf._mean_marginal(Tagger(1.0000001), tags, 0, 1) == 1.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,8 @@ MODEL_FILE = "model.crfsuite"
 GAZETTEER_FILE = "gazetteer.tsv.gz"
 # sha256 of every file in model_en_crf/ (tools/train_ner_crf.py prints them).
 SHA256: dict[str, str] = {
-    "gazetteer.tsv.gz": "2b125ecff9804c9cc7014648853c45dc80ea1283f336828563a6fb0807899c84",
-    "model.crfsuite": "1f0a950a952ee7a6023d2b1544b14e30c1ba179886388b7a9efe69b735382a3c",
+    "gazetteer.tsv.gz": "61ae559487478ee0a77a9fef11e53273f340870504b202b99cd94481b0fdf462",
+    "model.crfsuite": "b7567e8d2cf24e4dad25174d13d75b21f4fefcd97f21a293e541baccec30b5f2",
 }
 # The model's own tags -> Mantlet's entities.
 LABELS = {
@@ -134,9 +135,12 @@ class CrfNer:
 
 
 def _mean_marginal(tagger: Any, tags: Sequence[str], first: int, last: int) -> float:
-    """The span's score: the mean probability of its tokens' tags."""
+    """The span's score: the mean probability of its tokens' tags. A value
+    the arithmetic could not give (NaN) scores 1.0: the tagger did find the
+    span, and a score must not be what lets it through."""
     total = sum(tagger.marginal(tags[i], i) for i in range(first, last + 1))
-    return float(total / (last - first + 1))
+    score = float(total / (last - first + 1))
+    return min(1.0, max(0.0, score)) if math.isfinite(score) else 1.0
 
 
 def _trimmed(text: str, start: int, end: int, label: str | None, score: float) -> NerSpan | None:
