@@ -21,15 +21,17 @@ name, city, country, company suffix or street type (from Faker's locale data,
 MIT) and gives each word of the training texts a cluster of its MiniLM
 embedding (256 k-means clusters).
 
-The recipe (L-BFGS, c1 0.05, c2 0.01, 150 iterations, 6,000 generated sentences, silver labels from the fine-tuned rather
-than the stock spaCy model, the word clusters) was chosen among about ten
-variants by their scores on the evaluation below, so those scores flatter
-it a little: exact span match on data the model was not trained on, the
+The recipe (L-BFGS, c1 0.05, c2 0.01, 150 iterations, 6,000 generated
+sentences, silver labels from the fine-tuned rather than the stock spaCy
+model, the word clusters) was chosen among about ten variants by their
+scores on the evaluation below, so those scores flatter it a little: exact
+span match on data the model was not trained on, the
 odd-numbered presidio templates, the odd-numbered wikigold documents and the
 CoNLL-2003 dev split (research licence: evaluation only), for this model,
 the shipped spaCy model (``en_spacy``) and the stock ``en_core_web_sm``.
 The CoNLL-2003 test split is reserved for independent evaluation and is not
-read here.
+read here. Runs are not bit-identical (the word clusters vary with thread
+scheduling), so the digests change with every build.
 
 Writes src/mantlet/detectors/pii/ner/model_en_crf/, the report to
 bench/results/ner_crf_training.json, and prints the sha256 of each file for
