@@ -156,7 +156,7 @@ def _values(fake: Any, english: Any, rnd: random.Random) -> dict[str, tuple[str,
     }
 
 
-_SLOT = re.compile(r"\{([A-Z]\d?)\}")
+_SLOT = re.compile(r"\{([A-Z]+\d?)\}")
 
 
 def fill(template: str, values: dict[str, tuple[str, str | None]]) -> tuple[str, list[Span]]:
@@ -200,4 +200,103 @@ def generate(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
         # length ("İ" becomes two characters) and would move the spans.
         if rnd.random() < 0.04 and len(lowered) == len(text):
             text = lowered
+        yield text, spans
+
+
+# Technical chat: languages, frameworks, tools, formats and algorithms named
+# after people are not names, places or organizations to redact, yet a
+# news-trained model calls "JavaScript" an organization and "Python" a place.
+# Written for Mantlet from general knowledge; every value here is unlabelled,
+# and some templates also carry real entity slots so that names next to
+# technical words are still learnt as names.
+_TECH = {
+    "LANG": (
+        "Python", "JavaScript", "TypeScript", "Java", "C", "C++", "C#", "Go", "Rust", "Ruby",
+        "PHP", "Kotlin", "Swift", "Scala", "Haskell", "Perl", "R", "MATLAB", "Julia", "Bash",
+        "PowerShell", "Lua", "Dart", "Elixir", "Clojure", "F#", "Fortran", "COBOL", "SQL",
+        "Objective-C", "Groovy", "OCaml", "Erlang", "Zig", "Prolog", "Lisp", "Scheme",
+    ),
+    "FW": (
+        "Django", "Flask", "FastAPI", "React", "Vue", "Angular", "Svelte", "Node.js", "Express",
+        "Spring Boot", "Rails", "Laravel", ".NET", "ASP.NET", "Next.js", "Pandas", "NumPy",
+        "TensorFlow", "PyTorch", "Keras", "scikit-learn", "jQuery", "Bootstrap", "Tailwind",
+        "Redux", "GraphQL", "gRPC", "Qt", "Unity", "Electron",
+    ),
+    "TOOL": (
+        "Docker", "Kubernetes", "Git", "Jenkins", "Terraform", "Ansible", "Nginx", "Kafka",
+        "RabbitMQ", "Redis", "Elasticsearch", "Webpack", "Vite", "npm", "pip", "Maven",
+        "Gradle", "CMake", "Vim", "Emacs", "Jupyter", "Postman", "Selenium", "Airflow", "Spark",
+        "Hadoop", "Prometheus", "Grafana", "Helm", "Celery",
+    ),
+    "DB": (
+        "PostgreSQL", "MySQL", "SQLite", "MongoDB", "Cassandra", "DynamoDB", "MariaDB", "Neo4j",
+        "ClickHouse", "CouchDB",
+    ),
+    "FMT": (
+        "CSV", "JSON", "XML", "YAML", "TOML", "HTML", "PDF", "Excel", "Parquet", "Markdown",
+        "INI", "Protobuf", "SVG", "PNG",
+    ),
+    "ALGO": (
+        "Fibonacci", "factorial", "GCD", "LCM", "Collatz", "Pascal's triangle", "Dijkstra",
+        "Levenshtein distance", "Euclidean distance", "quicksort", "merge sort", "bubble sort",
+        "Newton's method", "Monte Carlo", "Kruskal", "Prim's algorithm", "Huffman coding",
+        "Bellman-Ford", "Floyd-Warshall", "Fourier transform", "Gaussian elimination",
+    ),
+    "UNIT": ("Celsius", "Fahrenheit", "Kelvin"),
+    "VERB": (
+        "Write", "Create", "Develop", "Design", "Implement", "Build", "Explain", "Describe",
+        "Identify", "Debug", "Refactor", "Optimize", "Generate", "Construct", "List",
+        "Summarize", "Classify", "Rewrite", "Evaluate", "Compare", "Analyze", "Suggest", "Find",
+        "Calculate", "Determine", "Outline", "Edit", "Convert", "Test", "Document",
+    ),
+}  # fmt: skip
+TECH_TEMPLATES = (
+    "{VERB} a {LANG} function that returns the {ALGO} of a number.",
+    "How do I parse {FMT} in {LANG}?",
+    "{VERB} a {LANG} script that reads a {FMT} file and prints every row.",
+    "Convert this {FMT} file to {FMT2} with {LANG}.",
+    "Why does my {FW} app crash when it calls the API?",
+    "Explain the difference between {LANG} and {LANG2}.",
+    "My {DB} query is slow; how do I add an index?",
+    "{VERB} how {TOOL} handles retries.",
+    "In {LANG}, how do I sort a list of records by date?",
+    "Compute the {ALGO} sequence up to n in {LANG}.",
+    "Convert {N} degrees {UNIT} to {UNIT2}.",
+    "{VERB} the bug in this {LANG} code, it never terminates.",
+    "Create a REST API in {FW} that stores users in {DB}.",
+    "Set up {TOOL} to build the {FW} project on every push.",
+    "{VERB} {ALGO} in {LANG} without recursion.",
+    "Is {DB} or {DB2} better for time series?",
+    "{VERB} a unit test for the {FW} view that returns {FMT}.",
+    "Translate this {LANG} snippet to {LANG2}.",
+    "What does this {TOOL} error mean: connection refused?",
+    "{VERB} a {FW} component that renders a table from {FMT}.",
+    "Write a {LANG} class for a bank account owned by {P}.",
+    "{P} asked me to port our {FW} service from {LANG} to {LANG2}.",
+    "Send the {FMT} export from {DB} to {P} at {O}.",
+    "{F} wrote the {TOOL} config; can you review it?",
+    "Our team at {O} in {C} is migrating from {DB} to {DB2}.",
+)
+
+
+def generate_tech(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
+    """``count`` technical chat sentences with spans (most have none)."""
+    from faker import Faker
+
+    rnd = random.Random(seed)
+    english = Faker("en_US")
+    english.seed_instance(seed)
+    fakers: dict[str, Any] = {}
+    for index in range(count):
+        locale = rnd.choice(LOCALES)
+        fake = fakers.get(locale)
+        if fake is None:
+            fake = fakers[locale] = Faker(locale)
+            fake.seed_instance(seed + len(fakers))
+        values = _values(fake, english, rnd)
+        for slot, choices in _TECH.items():
+            first, second = rnd.sample(choices, 2)
+            values[slot] = (first, None)
+            values[f"{slot}2"] = (second, None)
+        text, spans = fill(TECH_TEMPLATES[index % len(TECH_TEMPLATES)], values)
         yield text, spans

@@ -1,0 +1,59 @@
+"""Names where there are none: benign coding prompts with a PERSON, LOCATION
+or ORGANIZATION finding, per English NER backend.
+
+A coding assistant's prompts name languages, frameworks, formats and
+algorithms ("JavaScript", "Fibonacci"); a news-trained model takes many of
+them for organizations, places or people, and with `ner` on they would be
+redacted. Data: ``benign_code_prompts`` (1,200 prompts; CC BY-NC, so never
+trained on by a shipped model, evaluation only). A finding counts at the
+policy threshold (0.5); STREET_ADDRESS is left out (bench/pii_addresses.py).
+
+    python bench/pii_code_prompts.py [--backend en --backend en_spacy] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+from mantlet.detectors.pii.ner import load_backend
+from pii import NAMES, load  # bench/pii.py, beside this script
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", action="append", help="NER backends (default: both).")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    texts = [r["text"] for r in load("benign_code_prompts")]
+    results: dict[str, Any] = {}
+    for name in args.backend or ["en", "en_spacy"]:
+        backend = load_backend(name)
+        flagged = 0
+        kinds: Counter[str] = Counter()
+        for spans in backend.entities_many(texts):
+            names = [s for s in spans if s.label in NAMES and s.score >= 0.5]
+            flagged += bool(names)
+            kinds.update(s.label for s in names)
+        results[name] = {
+            "texts": len(texts),
+            "with_a_name": flagged,
+            "share": round(flagged / len(texts), 3),
+            "findings": dict(kinds),
+        }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("| backend | prompts with a name finding | PERSON | LOCATION | ORGANIZATION |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        counts = " | ".join(str(r["findings"].get(kind, 0)) for kind in NAMES)
+        print(f"| {name} | {r['with_a_name']} / {r['texts']} ({r['share']:.1%}) | {counts} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
