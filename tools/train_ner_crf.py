@@ -343,11 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     # Score the written folder as the backend reads it (digests of this build).
     en_crf.SHA256.clear()
     en_crf.SHA256.update(en_crf.digests(args.out))
-    backend = en_crf.load() if args.out == en_crf.model_dir() else None
-    if backend is None:
-        tagger = pycrfsuite.Tagger()
-        tagger.open(str(args.out / en_crf.MODEL_FILE))
-        backend = en_crf.CrfNer(tagger, gazetteer)
+    backend = en_crf.load(args.out)
     report = {
         "recipe": RECIPE,
         "clusters": CLUSTERS,

@@ -176,3 +176,27 @@ def test_a_marginal_the_arithmetic_could_not_give_scores_as_found() -> None:
     assert en_crf._mean_marginal(Tagger(float("nan")), tags, 0, 1) == 1.0
     assert en_crf._mean_marginal(Tagger(0.25), tags, 0, 1) == 0.25
     assert en_crf._mean_marginal(Tagger(1.0000001), tags, 0, 1) == 1.0
+
+
+def test_all_lower_case_megabytes_cost_linear_time() -> None:
+    """The "no capitals" attribute is read per chunk: over the whole text it
+    would be read again for every chunk, quadratic on a capital-free input."""
+    backend = load_backend("en")
+    text = "my name is john smith and i live in berlin. " * 25_000  # 1.1 MB
+    started = time.perf_counter()
+    spans = backend.entities_many([text])[0]
+    assert time.perf_counter() - started < 60
+    assert all(text[s.start : s.end].strip() for s in spans)
+
+
+def test_the_model_loads_from_the_bytes_it_checked(tmp_path: Path) -> None:
+    """No window between the check and the read: a copy loads and tags like
+    the shipped folder, and a copy with one byte changed never loads."""
+    copy = tmp_path / "model"
+    shutil.copytree(en_crf.model_dir(), copy)
+    text = "Please ask Marguerite Okonkwo to call me back."
+    assert en_crf.load(copy).entities(text) == load_backend("en").entities(text)
+    with (copy / en_crf.GAZETTEER_FILE).open("ab") as handle:
+        handle.write(b"\x00")
+    with pytest.raises(DetectorError, match="gazetteer"):
+        en_crf.load(copy)

@@ -3,8 +3,8 @@
 so the model is always read with the features it was trained on.
 
 Hand-written rather than spaCy's pipeline: a CRF over these features tags a
-chat message in about a tenth of a millisecond, where the small spaCy model
-takes two (docs/pii.md). CRFsuite (python-crfsuite) does the learning and
+chat message in about 0.2 ms, where the small spaCy model takes 1.5-2
+(docs/pii.md). CRFsuite (python-crfsuite) does the learning and
 the Viterbi decoding; this module only turns text into its attribute lists.
 """
 
@@ -64,8 +64,12 @@ def features(
     text: str, toks: Sequence[Token], gazetteer: Mapping[str, tuple[str, ...]]
 ) -> list[list[str]]:
     """CRFsuite attribute lists, one per token: the word, its shape and
-    affixes, gazetteer hits, and the same for two tokens either side."""
-    lowered_text = not any(c.isupper() for c in text)
+    affixes, gazetteer hits, and the same for two tokens either side.
+
+    ``toks`` is one chunk: "the text has no capitals" is read from the
+    chunk's own stretch of text, so a huge input costs linear time."""
+    stretch = text[toks[0][0] : toks[-1][1]] if toks else ""
+    lowered_text = not any(c.isupper() for c in stretch)
     lows: list[str] = []
     shapes: list[str] = []
     own: list[list[str]] = []
