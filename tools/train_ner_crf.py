@@ -184,7 +184,8 @@ def word_clusters(rows: Sequence[Row], extra: Iterable[str]) -> dict[str, str]:
     folder = default_model_dir()
     encoder = Encoder(folder / "encoder.int8.onnx", folder / "tokenizer.json", cache_windows=0)
     windows = [encoder.windows(word)[0] for word in words]
-    # Batches of similar length, in a fixed order: the same embeddings every run.
+    # Batches of similar length, in a fixed order (k-means still varies a little
+    # from run to run with thread scheduling, so the clusters do too).
     order = sorted(range(len(words)), key=lambda i: (len(windows[i]), words[i]))
     embeddings = np.zeros((len(words), 384), dtype=np.float32)
     for first in range(0, len(order), 512):
