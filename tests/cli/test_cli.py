@@ -205,6 +205,23 @@ def test_policy_check_reports_file_yaml_path_and_problem(tmp_path: Path) -> None
     assert "less than or equal to 1" in err
 
 
+def test_policy_check_validates_detector_options_without_loading_models(tmp_path: Path) -> None:
+    """Options are each detector's own schema: an unknown NER backend or rule
+    id is reported by `policy check`, not first by a request."""
+    path = tmp_path / "bad.yaml"
+    head = "version: 1\nextends: balanced\ndetectors:\n  pii:\n"
+    for options, problem in [
+        ("{ner: xx}", "unknown NER backend 'xx'"),
+        ("{disabled_rules: [no_such_rule]}", "unknown rule(s)"),
+    ]:
+        path.write_text(f"{head}    options: {options}\n")
+        code, _, err = run("policy", "check", str(path))
+        assert code == 2, err
+        assert str(path) in err and "detectors.pii.options" in err and problem in err
+    path.write_text(f"{head}    options: {{ner: en}}\n")
+    assert run("policy", "check", str(path))[0] == 0
+
+
 def test_policy_schema_is_json_schema() -> None:
     code, out, _ = run("policy", "schema")
     assert code == 0

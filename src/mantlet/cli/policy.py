@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from mantlet.cli._common import guarded, print_json, stdout
-from mantlet.errors import InvalidInputError
+from mantlet.errors import InvalidInputError, PolicyError
+from mantlet.pipeline import Shield
 from mantlet.policy.loader import DEFAULT_PROFILE, json_schema, load_policy, profiles
 
 app = typer.Typer(help="Validate, document and create policy files.", no_args_is_help=True)
@@ -25,6 +26,12 @@ def check(
 ) -> None:
     """Validate a policy file (and what it extends); exit 2 with the problems if invalid."""
     policy = load_policy(source)
+    # Detector options (a rule id, an NER backend) are each detector's own
+    # schema: build the detectors, without loading their models, to check them.
+    try:
+        Shield(policy, warm_up=False).close()
+    except PolicyError as exc:
+        raise PolicyError(source, exc.problems) from None
     if as_json:
         print_json({"valid": True, "policy": policy.model_dump(mode="json")})
         return

@@ -16,13 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
 from mantlet.detectors._spans import strongest_per_region
-from mantlet.detectors.pii.ner import ENTITIES, NerBackend, load_backend
+from mantlet.detectors.pii.ner import ENTITIES, NerBackend, languages, load_backend
 from mantlet.detectors.pii.rules import (
     CompiledRule,
     RuleSet,
@@ -69,6 +69,15 @@ class PiiOptions(BaseModel):
     context_boost: float = Field(
         0.25, ge=0.0, le=1.0, description="Score added by a context word near a match."
     )
+
+    @field_validator("ner")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        # Checked with the policy (`mantlet policy check`), not first at a
+        # request: naming a backend loads nothing.
+        if value is not None and value not in languages():
+            raise ValueError(f"unknown NER backend {value!r}; available: {languages()}")
+        return value
 
 
 class PiiDetector:
