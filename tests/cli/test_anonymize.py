@@ -62,3 +62,15 @@ def test_jsonl_masking_and_errors(tmp_path: Path) -> None:
     ]
     needs_key = runner.invoke(app, ["anonymize", str(source), "-o", str(target)])
     assert needs_key.exit_code != 0 and "key-file" in needs_key.stderr
+
+
+def test_names_with_the_crf_ner_and_an_unknown_backend_refused(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("Forward this to Marguerite Okonkwo in Lisbon.\n")
+    args = ["anonymize", str(source), "-o", str(target), "--method", "mask"]
+    result = runner.invoke(app, [*args, "--ner", "en"])
+    assert result.exit_code == 0, result.stderr
+    assert "Okonkwo" not in target.read_text() and "Lisbon" not in target.read_text()
+    refused = runner.invoke(app, [*args, "--ner", "xx"])
+    assert refused.exit_code == 2
+    assert "unknown NER backend 'xx'" in refused.stderr and "Traceback" not in refused.stderr

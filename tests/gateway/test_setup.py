@@ -53,6 +53,7 @@ def test_example_settings_load() -> None:
         ("upstreams: [{name: x, kind: carrier-pigeon}]\n", "kind"),
         ("surprise: 1\n", "surprise"),
         ("port: [\n", "not valid YAML at line 2"),
+        ("privacy: {ner: xx}\n", "privacy.ner: .*unknown NER backend 'xx'"),
     ],
 )
 def test_bad_settings_name_the_problem(tmp_path: Path, text: str, problem: str) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from mantlet.cli._common import guarded, print_json
+from mantlet.detectors._options import parse_options
 from mantlet.detectors.pii import PiiDetector, PiiOptions
 from mantlet.errors import ConfigError, InvalidInputError
 from mantlet.privacy import Method, StructuredAnonymizer, load_or_create_key, transform_for
@@ -75,7 +76,9 @@ def anonymize(
             raise ConfigError(f"--hint expects COLUMN=KIND, got {item!r}")
         hints[column] = value
     anonymizer = StructuredAnonymizer(
-        PiiDetector(PiiOptions(ner=ner)), transform_for(chosen, key), threshold=threshold
+        PiiDetector(parse_options(PiiOptions, {"ner": ner}, "pii")),
+        transform_for(chosen, key),
+        threshold=threshold,
     )
     records = _run(anonymizer, kind, source, output, hints)
     summary: dict[str, Any] = {

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mantlet.detectors.pii import SURROGATES_KEY, PiiDetector, PiiOptions
+from mantlet.detectors.pii.ner import languages
 from mantlet.gateway.streaming import TEXT_DELTA_FIELDS
 from mantlet.privacy import Pseudonymizer, Restorer, SurrogateStyle, Vault, load_or_create_key
 
@@ -41,6 +42,13 @@ class PrivacySettings(BaseModel):
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     ttl_s: float = Field(3600.0, gt=0, description="How long a conversation's mapping lives.")
     vault_path: Path | None = Field(None, description="Default: data_dir/vault.db.")
+
+    @field_validator("ner")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in languages():
+            raise ValueError(f"unknown NER backend {value!r}; available: {languages()}")
+        return value
 
 
 class GatewayPrivacy:
