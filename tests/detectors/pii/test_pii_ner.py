@@ -167,3 +167,28 @@ def test_the_cache_is_not_shared_across_tenants() -> None:
     backend.entities("c called.", "ab")
     backend.entities("bc called.", "a")
     assert backend.cache_hits == 1
+
+
+def test_spacy_reads_a_private_copy_of_the_checked_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No window between the check and the read: spaCy is pointed at a copy
+    of the verified bytes, never at the shipped folder itself."""
+    import spacy
+
+    seen: list[Path] = []
+    real_load = spacy.load
+
+    def load(path: str, *args: object, **kwargs: object) -> object:
+        seen.append(Path(path))
+        copied = sorted(
+            p.relative_to(path).as_posix() for p in Path(path).rglob("*") if p.is_file()
+        )
+        assert copied == sorted(en_spacy.SHA256)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(spacy, "load", load)
+    backend = en_spacy.load()
+    assert seen and seen[0] != en_spacy.model_dir() and not seen[0].exists()  # removed after
+    text = "Angela Merkel visited Berlin."
+    assert ("PERSON", "Angela Merkel") in {
+        (s.label, text[s.start : s.end]) for s in backend.entities(text)
+    }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,16 +83,23 @@ def digests(root: Path) -> dict[str, str]:
     }
 
 
-def verify(root: Path) -> None:
+def verify(root: Path) -> dict[str, bytes]:
+    """The folder's files, once each matches its recorded sha256."""
     try:
-        found = digests(root)
+        files = {
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted(root.rglob("*"))
+            if path.is_file()
+        }
     except OSError as exc:
         raise DetectorError(f"NER model {MODEL_ID} unreadable: {type(exc).__name__}") from None
+    found = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     bad = sorted(
         name for name in SHA256.keys() | found.keys() if found.get(name) != SHA256.get(name)
     )
     if bad:
         raise DetectorError(f"NER model {MODEL_ID} failed its sha256 check: {', '.join(bad)}")
+    return files
 
 
 class SpacyNer:
@@ -157,8 +165,7 @@ def spans_of(doc: Any) -> list[NerSpan]:
 
 
 def load() -> SpacyNer:
-    root = model_dir()
-    verify(root)
+    files = verify(model_dir())
     import spacy  # deferred: a heavy import, only for policies that enable NER
     from spacy.util import registry
 
@@ -168,8 +175,16 @@ def load() -> SpacyNer:
     # neither fast nor something a verified model load should do.
     plugins = registry._entry_point_factories
     previous, plugins.entry_points = plugins.entry_points, False
+    # spaCy reads a folder, so it gets a private copy of the very bytes that
+    # were checked: a file swapped in the shipped folder after the check is
+    # never read.
     try:
-        return SpacyNer(spacy.load(root))
+        with tempfile.TemporaryDirectory(prefix="mantlet-ner-") as private:
+            for name, data in files.items():
+                target = Path(private, name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            return SpacyNer(spacy.load(private))
     finally:
         plugins.entry_points = previous
 
