@@ -70,7 +70,7 @@ train-ner: install
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,scale,train]'
 	$(BIN)/python tools/train_ner.py
 
-# Rebuild the shipped CRF NER model (`ner: en`; about 10 minutes on 2 cores);
+# Rebuild the shipped CRF NER model (`ner: en`; about 20 minutes on 2 cores);
 # writes src/mantlet/detectors/pii/ner/model_en_crf/.
 train-ner-crf: install
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench,scale,train]'
