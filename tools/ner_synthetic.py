@@ -10,7 +10,9 @@ locales, with exact character spans.
 
 Labels are the model's own: PERSON, GPE (cities, regions, countries), ORG,
 and ADDRESS for a whole postal address, so that a town inside an address is
-part of the address and not a place of its own. Deterministic for a seed.
+part of the address and not a place of its own. Deterministic for a seed and
+a fixed PYTHONHASHSEED (some Faker providers draw from sets, whose order
+follows the hash seed).
 """
 
 from __future__ import annotations
@@ -179,8 +181,9 @@ def fill(template: str, values: dict[str, tuple[str, str | None]]) -> tuple[str,
     return "".join(parts), spans
 
 
-def generate(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
-    """``count`` sentences with spans, the same ones for the same seed."""
+def _filled(count: int, seed: int) -> Iterator[tuple[int, random.Random, dict[str, Any]]]:
+    """Slot values for ``count`` sentences, each from a random locale's Faker,
+    with the random source the caller goes on drawing from."""
     from faker import Faker
 
     rnd = random.Random(seed)
@@ -193,8 +196,14 @@ def generate(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
         if fake is None:
             fake = fakers[locale] = Faker(locale)
             fake.seed_instance(seed + len(fakers))
+        yield index, rnd, _values(fake, english, rnd)
+
+
+def generate(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
+    """``count`` sentences with spans, the same ones for the same seed."""
+    for index, rnd, values in _filled(count, seed):
         template = TEMPLATES[index % len(TEMPLATES)]
-        text, spans = fill(template, _values(fake, english, rnd))
+        text, spans = fill(template, values)
         lowered = text.lower()
         # Chat users who never press shift; not where lower() changes the
         # length ("İ" becomes two characters) and would move the spans.
@@ -281,19 +290,7 @@ TECH_TEMPLATES = (
 
 def generate_tech(count: int, seed: int) -> Iterator[tuple[str, list[Span]]]:
     """``count`` technical chat sentences with spans (most have none)."""
-    from faker import Faker
-
-    rnd = random.Random(seed)
-    english = Faker("en_US")
-    english.seed_instance(seed)
-    fakers: dict[str, Any] = {}
-    for index in range(count):
-        locale = rnd.choice(LOCALES)
-        fake = fakers.get(locale)
-        if fake is None:
-            fake = fakers[locale] = Faker(locale)
-            fake.seed_instance(seed + len(fakers))
-        values = _values(fake, english, rnd)
+    for index, rnd, values in _filled(count, seed):
         for slot, choices in _TECH.items():
             first, second = rnd.sample(choices, 2)
             values[slot] = (first, None)

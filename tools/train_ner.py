@@ -109,33 +109,38 @@ def training_examples(
     return examples
 
 
-def evaluate(model: Any, datasets: Path) -> dict[str, Any]:
-    suites = {
-        "presidio_synth_odd_templates": [
-            r for r in load(datasets, "pii_presidio_synth") if r["template_id"] % 2 == 1
-        ],
-        "wikigold_odd_documents": [r for r in load(datasets, "pii_wikigold") if r["doc"] % 2 == 1],
-        "conll2003_dev": [
-            r for r in load(datasets, "pii_conll2003_train_dev") if r["split"] == "dev"
-        ],
+def heldout_suites(datasets: Path) -> dict[str, tuple[list[dict[str, Any]], tuple[str, ...]]]:
+    """The sets no shipped NER model trains on, each with the entities scored
+    on it (only the presidio set labels addresses)."""
+    presidio = [r for r in load(datasets, "pii_presidio_synth") if r["template_id"] % 2 == 1]
+    wikigold = [r for r in load(datasets, "pii_wikigold") if r["doc"] % 2 == 1]
+    conll = [r for r in load(datasets, "pii_conll2003_train_dev") if r["split"] == "dev"]
+    return {
+        "presidio_synth_odd_templates": (presidio, (*ENTITIES, "STREET_ADDRESS")),
+        "wikigold_odd_documents": (wikigold, ENTITIES),
+        "conll2003_dev": (conll, ENTITIES),
     }
-    out: dict[str, Any] = {}
-    for name, rows in suites.items():
-        # Only the presidio set labels addresses; elsewhere they are not scored.
-        scored = (*ENTITIES, "STREET_ADDRESS") if name.startswith("presidio") else ENTITIES
-        gold = [
-            [
-                Span(s["start"], s["end"], GOLD_ALIASES.get(s["label"], s["label"]))
-                for s in r["spans"]
-                if GOLD_ALIASES.get(s["label"], s["label"]) in scored
-            ]
-            for r in rows
+
+
+def gold_spans(rows: list[dict[str, Any]], scored: tuple[str, ...]) -> list[list[Span]]:
+    return [
+        [
+            Span(s["start"], s["end"], GOLD_ALIASES.get(s["label"], s["label"]))
+            for s in r["spans"]
+            if GOLD_ALIASES.get(s["label"], s["label"]) in scored
         ]
+        for r in rows
+    ]
+
+
+def evaluate(model: Any, datasets: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (rows, scored) in heldout_suites(datasets).items():
         found = [
             [Span(s.start, s.end, s.label) for s in en_spacy.spans_of(doc) if s.label in scored]
             for doc in model.pipe([r["text"] for r in rows], batch_size=64)
         ]
-        exact = span_report(gold, found)["exact"]
+        exact = span_report(gold_spans(rows, scored), found)["exact"]
         scores = {
             e: round(exact["per_label"][e]["f1"], 3) for e in scored if e in exact["per_label"]
         }

@@ -72,6 +72,7 @@ from mantlet.detectors.pii.ner.crf_features import (  # noqa: E402
 )
 from mantlet.evaluation.metrics import Span, span_report  # noqa: E402
 from ner_synthetic import generate, generate_tech  # noqa: E402  (tools/, beside this script)
+from train_ner import gold_spans, heldout_suites, load  # noqa: E402
 
 SEED = 20261207
 RECIPE: dict[str, object] = {
@@ -109,15 +110,8 @@ SILVER_SOURCES = (
     "slabs_prompt_injection",
 )
 SILVER_CHARS = 3000  # long passages: their first part is plenty
-GOLD_ALIASES = {"GPE": "LOCATION", "LOC": "LOCATION", "PER": "PERSON", "ORG": "ORGANIZATION"}
-ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")
 
 Row = tuple[str, list[tuple[int, int, str]]]
-
-
-def load(datasets: Path, name: str) -> list[dict[str, Any]]:
-    with (datasets / name / "data.jsonl").open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
 
 
 def gazetteer_words() -> dict[str, set[str]]:
@@ -255,27 +249,9 @@ def training_rows(datasets: Path, synthetic: int, seed: int, tech: int = 0) -> l
 
 
 def evaluate(tag: Callable[[list[str]], list[list[NerSpan]]], datasets: Path) -> dict[str, Any]:
-    suites = {
-        "presidio_synth_odd_templates": [
-            r for r in load(datasets, "pii_presidio_synth") if r["template_id"] % 2 == 1
-        ],
-        "wikigold_odd_documents": [r for r in load(datasets, "pii_wikigold") if r["doc"] % 2 == 1],
-        "conll2003_dev": [
-            r for r in load(datasets, "pii_conll2003_train_dev") if r["split"] == "dev"
-        ],
-    }
     out: dict[str, Any] = {}
-    for name, rows in suites.items():
-        # Only the presidio set labels addresses; elsewhere they are not scored.
-        scored = (*ENTITIES, "STREET_ADDRESS") if name.startswith("presidio") else ENTITIES
-        gold = [
-            [
-                Span(s["start"], s["end"], GOLD_ALIASES.get(s["label"], s["label"]))
-                for s in r["spans"]
-                if GOLD_ALIASES.get(s["label"], s["label"]) in scored
-            ]
-            for r in rows
-        ]
+    for name, (rows, scored) in heldout_suites(datasets).items():
+        gold = gold_spans(rows, scored)
         started = time.perf_counter()
         tagged = tag([r["text"] for r in rows])
         elapsed = time.perf_counter() - started

@@ -19,7 +19,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mantlet.detectors.pii import SURROGATES_KEY, PiiDetector, PiiOptions
-from mantlet.detectors.pii.ner import languages
+from mantlet.detectors.pii.ner import known_backend
 from mantlet.gateway.streaming import TEXT_DELTA_FIELDS
 from mantlet.privacy import Pseudonymizer, Restorer, SurrogateStyle, Vault, load_or_create_key
 
@@ -46,9 +46,7 @@ class PrivacySettings(BaseModel):
     @field_validator("ner")
     @classmethod
     def _known_backend(cls, value: str | None) -> str | None:
-        if value is not None and value not in languages():
-            raise ValueError(f"unknown NER backend {value!r}; available: {languages()}")
-        return value
+        return known_backend(value)
 
 
 class GatewayPrivacy:

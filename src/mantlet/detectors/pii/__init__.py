@@ -22,7 +22,7 @@ from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
 from mantlet.detectors._spans import strongest_per_region
-from mantlet.detectors.pii.ner import ENTITIES, NerBackend, languages, load_backend
+from mantlet.detectors.pii.ner import ENTITIES, NerBackend, known_backend, load_backend
 from mantlet.detectors.pii.rules import (
     CompiledRule,
     RuleSet,
@@ -73,11 +73,7 @@ class PiiOptions(BaseModel):
     @field_validator("ner")
     @classmethod
     def _known_backend(cls, value: str | None) -> str | None:
-        # Checked with the policy (`mantlet policy check`), not first at a
-        # request: naming a backend loads nothing.
-        if value is not None and value not in languages():
-            raise ValueError(f"unknown NER backend {value!r}; available: {languages()}")
-        return value
+        return known_backend(value)
 
 
 class PiiDetector:

@@ -54,6 +54,14 @@ def languages() -> list[str]:
     return sorted(_MODULES)
 
 
+def known_backend(name: str | None) -> str | None:
+    """``name`` if it names a backend (or is None); settings validators call
+    this so a typo fails where the setting is read, loading nothing."""
+    if name is not None and name not in _MODULES:
+        raise ValueError(f"unknown NER backend {name!r}; available: {languages()}")
+    return name
+
+
 _lock = threading.Lock()
 
 

@@ -9,21 +9,20 @@ and needs no spaCy, at about the same F1 as the fine-tuned spaCy model
 (docs/pii.md has both, measured on the same held-out texts). Every file of
 the shipped folder must match a digest recorded here, and the folder may
 hold no other file; the model is loaded from the very bytes that were
-checked, so a file swapped after the check is never read.
+checked (``_base.verified_files``).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mantlet.detectors._cache import ScopedCache
 from mantlet.detectors.pii.ner import NerSpan
+from mantlet.detectors.pii.ner._base import CachedNer, digests, verified_files
 from mantlet.detectors.pii.ner.crf_features import (
     chunks,
     entity_runs,
@@ -57,41 +56,14 @@ def model_dir() -> Path:
     return Path(__file__).resolve().parent / "model_en_crf"
 
 
-def digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
-    return {name: hashlib.sha256(data).hexdigest() for name, data in _read(root).items()}
-
-
-def _read(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
 def verify(root: Path, expected: dict[str, str] | None = None) -> dict[str, bytes]:
     """The folder's files, once each matches its recorded sha256."""
-    expected = SHA256 if expected is None else expected
-    try:
-        files = _read(root)
-    except OSError as exc:
-        raise DetectorError(f"NER model {MODEL_ID} unreadable: {type(exc).__name__}") from None
-    found = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    bad = sorted(
-        name for name in expected.keys() | found.keys() if found.get(name) != expected.get(name)
-    )
-    if bad or not expected:
-        raise DetectorError(
-            f"NER model {MODEL_ID} failed its sha256 check: {', '.join(bad) or 'no digests'}"
-        )
-    return files
+    return verified_files(root, SHA256 if expected is None else expected, MODEL_ID)
 
 
-class CrfNer:
+class CrfNer(CachedNer):
     """The tagger behind a lock (a CRFsuite tagger keeps the last sequence's
-    state for its marginals), with a cache of recent per-text results
-    (offsets and labels only, per scope: see ``detectors/_cache.py``)."""
+    state for its marginals), with a cache of recent per-text results."""
 
     language = "en"
     model_id = MODEL_ID
@@ -103,29 +75,13 @@ class CrfNer:
         cache_texts: int = CACHE_TEXTS,
         model_bytes: bytes | None = None,
     ) -> None:
+        super().__init__(cache_texts)
         # CRFsuite reads a model opened in memory from the caller's buffer
         # without copying it: the bytes must live as long as the tagger.
         self._model_bytes = model_bytes
         self._tagger = tagger
         self._gazetteer = gazetteer
         self._lock = threading.Lock()
-        self._cache: ScopedCache[tuple[NerSpan, ...]] = ScopedCache(cache_texts)
-
-    @property
-    def cache_hits(self) -> int:
-        return self._cache.hits
-
-    def entities(self, text: str, scope: str = "") -> list[NerSpan]:
-        key = self._cache.key(scope, text.encode("utf-8", "surrogatepass"))
-        cached = self._cache.get(key)
-        if cached is not None:
-            return list(cached)
-        spans = self._tag(text)
-        self._cache.put(key, tuple(spans))
-        return spans
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
 
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         return [self._tag(text) for text in texts]

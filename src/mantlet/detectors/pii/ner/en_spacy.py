@@ -11,7 +11,6 @@ the folder may hold no other file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import tempfile
 import threading
@@ -19,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mantlet.detectors._cache import ScopedCache
 from mantlet.detectors.pii.ner import NerSpan
+from mantlet.detectors.pii.ner._base import CachedNer, digests, verified_files
 from mantlet.errors import DetectorError
 
 MODEL_ID = "mantlet_ner_en 1.1.0 (en_core_web_sm 3.8, NER fine-tuned)"
@@ -74,68 +73,26 @@ def base_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / _BASE_DIR
 
 
-def digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
-    return {
-        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
 def verify(root: Path) -> dict[str, bytes]:
     """The folder's files, once each matches its recorded sha256."""
-    try:
-        files = {
-            path.relative_to(root).as_posix(): path.read_bytes()
-            for path in sorted(root.rglob("*"))
-            if path.is_file()
-        }
-    except OSError as exc:
-        raise DetectorError(f"NER model {MODEL_ID} unreadable: {type(exc).__name__}") from None
-    found = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    bad = sorted(
-        name for name in SHA256.keys() | found.keys() if found.get(name) != SHA256.get(name)
-    )
-    if bad:
-        raise DetectorError(f"NER model {MODEL_ID} failed its sha256 check: {', '.join(bad)}")
-    return files
+    return verified_files(root, SHA256, MODEL_ID)
 
 
-class SpacyNer:
-    """The model behind a lock, with a cache of recent per-text results
-    (offsets and labels only, per scope: see ``detectors/_cache.py``).
-
-    Without the cache each chat turn would run the model over all earlier
-    messages again; a text's entities depend on that text alone, which is
-    what allows it.
-    """
+class SpacyNer(CachedNer):
+    """The model behind a lock, with a cache of recent per-text results."""
 
     language = "en"
     model_id = MODEL_ID
 
     def __init__(self, nlp: Any, cache_texts: int = CACHE_TEXTS) -> None:
+        super().__init__(cache_texts)
         self._nlp = nlp
         # spaCy pipelines are not documented as thread-safe for concurrent calls.
         self._lock = threading.Lock()
-        self._cache: ScopedCache[tuple[NerSpan, ...]] = ScopedCache(cache_texts)
 
-    @property
-    def cache_hits(self) -> int:
-        return self._cache.hits
-
-    def entities(self, text: str, scope: str = "") -> list[NerSpan]:
-        key = self._cache.key(scope, text.encode("utf-8", "surrogatepass"))
-        cached = self._cache.get(key)
-        if cached is not None:
-            return list(cached)
+    def _tag(self, text: str) -> list[NerSpan]:
         with self._lock:
-            spans = spans_of(self._nlp(text))
-        self._cache.put(key, tuple(spans))
-        return spans
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
+            return spans_of(self._nlp(text))
 
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         with self._lock:
