@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({k: {**model_head, "threshold": 0.5} for k in ("prompt", "document")})
     )
     write_manifest(args.out, onnx_path, tokenizer_path, heads_path)
-    runtime = InjectionModel(args.out)
+    runtime = InjectionModel(args.out, sha256_file(args.out / "manifest.json"))
     scores = np.array(runtime.score([r["text"] for r in validation], "prompt"))
     labels_v = np.array([r["label"] for r in validation])
     hard = np.array([r["source"] == base.HARD_NEGATIVES for r in validation])
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({k: {**model_head, "threshold": threshold} for k in ("prompt", "document")})
     )
     write_manifest(args.out, onnx_path, tokenizer_path, heads_path)
-    runtime = InjectionModel(args.out)
+    runtime = InjectionModel(args.out, sha256_file(args.out / "manifest.json"))
 
     report: dict[str, Any] = {"train_rows": len(train), "threshold": threshold}
     never_scores = np.array(runtime.score([r["text"] for r in never], "prompt"))

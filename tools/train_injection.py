@@ -23,7 +23,9 @@ Steps, all reproducible (fixed seed):
    a document head (documents, tool-like text and injected snippets weighted
    up); pick each threshold on out-of-fold predictions of the training data.
 7. Write model/encoder.int8.onnx, tokenizer.json, heads.json and
-   manifest.json (sha256 of each file) into the package.
+   manifest.json (sha256 of each file) into the package, and print the
+   manifest's sha256 for ``model.SHIPPED_MANIFEST_SHA256`` (recorded in code
+   on purpose: a model swapped on disk must not bring its own digests).
 
     python tools/train_injection.py [--datasets ../shared/datasets] [--report FILE]
 """
@@ -372,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         "files": {p.name: sha256_file(p) for p in (onnx_path, tokenizer_path, heads_path)},
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(
+        "\nsha256 for model.SHIPPED_MANIFEST_SHA256:",
+        sha256_file(args.out / "manifest.json"),
+        file=sys.stderr,
+    )
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, PartKind, ScanContext, Side
@@ -46,6 +46,11 @@ class InjectionOptions(BaseModel):
 
     use_model: bool = Field(True, description="Run the learned layer (MiniLM int8 ONNX).")
     model_dir: Path | None = Field(None, description="Another model folder (with manifest.json).")
+    model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="sha256 of model_dir's manifest.json; required with model_dir.",
+    )
     prompt_threshold: float | None = Field(
         None, gt=0.0, lt=1.0, description="Model probability mapped to score 0.5 for prompts."
     )
@@ -69,6 +74,13 @@ class InjectionOptions(BaseModel):
     max_model_chars: int = Field(
         200_000, gt=0, description="Longer parts get the rules only and an oversize finding."
     )
+
+    @model_validator(mode="after")
+    def _pinned(self) -> InjectionOptions:
+        # Fail closed: a model folder nobody pinned could be swapped on disk.
+        if self.model_dir is not None and self.model_sha256 is None:
+            raise ValueError("model_dir needs model_sha256 (the sha256 of its manifest.json)")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +136,7 @@ class InjectionDetector:
             if self._model is None:
                 from mantlet.detectors.injection.model import shared_model
 
-                self._model = shared_model(self._options.model_dir)
+                self._model = shared_model(self._options.model_dir, self._options.model_sha256)
             return self._model
 
     def detect(self, text: str, context: ScanContext) -> list[Finding]:

@@ -2,9 +2,11 @@
 
 Long inputs are split into overlapping token windows and the highest window
 score wins, so one injected sentence in a long benign document is not diluted
-by the rest. Every model file is checked against the sha256 recorded in
-``manifest.json`` before it is loaded: a security product must not run a
-model file it cannot verify.
+by the rest. A security product must not run a model file it cannot verify:
+the manifest's own sha256 is recorded in code (``SHIPPED_MANIFEST_SHA256``, or
+given by the operator for another folder), the manifest records every model
+file's sha256, and the model is built from the bytes that passed the check,
+never read from the folder again.
 
 numpy, onnxruntime and tokenizers are imported lazily, so merely importing
 Mantlet (or using only regex detectors) never loads an ML runtime.
@@ -13,6 +15,7 @@ Mantlet (or using only regex detectors) never loads an ML runtime.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import threading
@@ -37,6 +40,11 @@ WINDOW_STRIDE = 64  # overlap, so a sentence on a window edge is seen whole once
 # (and the same system prompt) every turn, so without this a conversation's
 # scanning cost grows with the square of its length. 4096 x 1.5 KB = 6 MB.
 CACHE_WINDOWS = 4096
+MANIFEST = "manifest.json"
+# sha256 of the shipped manifest.json (which lists every model file's sha256).
+# Recorded here, not beside the files, so a model swapped on disk cannot bring
+# its own digests. `make train-injection` prints the new value.
+SHIPPED_MANIFEST_SHA256 = "edc8bf5301eadd9218158bbd9f27c3d57d019143f24c0e370975990a6a734ddd"
 
 
 def default_model_dir() -> Path:
@@ -51,18 +59,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified(folder: Path, name: str, manifest: dict[str, Any]) -> Path:
-    """Path of ``name`` inside ``folder`` after checking its recorded sha256."""
-    expected = manifest.get("files", {}).get(name)
-    path = folder / name
-    if not isinstance(expected, str):
-        raise DetectorError(f"model manifest has no sha256 for {name}")
-    if not path.is_file():
-        raise DetectorError(f"model file missing: {path} (run `make train-injection`)")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise DetectorError(f"model file {name} fails its sha256 check (tampered or stale)")
-    return path
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DetectorError(f"model file missing: {path} (run `make train-injection`)") from None
+    except OSError as exc:
+        raise DetectorError(f"cannot read model file {path}: {exc}") from None
+
+
+def verified_files(folder: Path, manifest_sha256: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and the bytes of every file it names, once the manifest
+    matches ``manifest_sha256`` and each file matches the manifest."""
+    raw = _read(folder / MANIFEST)
+    if not hmac.compare_digest(_sha256(raw), manifest_sha256.lower()):
+        raise DetectorError(f"model manifest {folder / MANIFEST} fails its sha256 check")
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise DetectorError(f"cannot parse model manifest {folder / MANIFEST}: {exc}") from None
+    contents: dict[str, bytes] = {}
+    for role in ("encoder", "tokenizer", "heads"):
+        name = manifest.get(role)
+        expected = manifest.get("files", {}).get(name)
+        if not isinstance(name, str) or not isinstance(expected, str):
+            raise DetectorError(f"model manifest has no sha256 for its {role}")
+        data = _read(folder / name)
+        if not hmac.compare_digest(_sha256(data), expected):
+            raise DetectorError(f"model file {name} fails its sha256 check (tampered or stale)")
+        contents[role] = data
+    return manifest, contents
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +119,8 @@ class Encoder:
 
     def __init__(
         self,
-        onnx_path: Path,
-        tokenizer_path: Path,
+        onnx: Path | bytes,
+        tokenizer: Path | bytes,
         *,
         threads: int = 1,
         cache_windows: int = CACHE_WINDOWS,
@@ -103,10 +133,12 @@ class Encoder:
         # pipeline already runs detectors in parallel.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        onnx_bytes = onnx if isinstance(onnx, bytes) else onnx.read_bytes()
+        tokenizer_bytes = tokenizer if isinstance(tokenizer, bytes) else tokenizer.read_bytes()
         self._session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
+            onnx_bytes, options, providers=["CPUExecutionProvider"]
         )
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer = Tokenizer.from_str(tokenizer_bytes.decode("utf-8"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         cls, sep = self._tokenizer.token_to_id("[CLS]"), self._tokenizer.token_to_id("[SEP]")
@@ -189,25 +221,29 @@ class InjectionModel:
     """The shipped classifier: one encoder, a head for prompts and one for
     documents and tool output (where instructions are more suspicious)."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, manifest_sha256: str | None = None) -> None:
+        """``folder`` defaults to the shipped model; another folder needs the
+        sha256 of its manifest.json (its files are checked against that)."""
         folder = folder or default_model_dir()
-        manifest_path = folder / "manifest.json"
-        try:
-            manifest = json.loads(manifest_path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DetectorError(f"cannot read model manifest {manifest_path}: {exc}") from None
+        if manifest_sha256 is None:
+            if not _is_shipped(folder):
+                raise DetectorError(
+                    f"model folder {folder} needs the sha256 of its {MANIFEST} (model_sha256)"
+                )
+            manifest_sha256 = SHIPPED_MANIFEST_SHA256
+        manifest, files = verified_files(folder, manifest_sha256)
         self.manifest = manifest
-        self.encoder = Encoder(
-            verified(folder, manifest["encoder"], manifest),
-            verified(folder, manifest["tokenizer"], manifest),
-        )
+        self.encoder = Encoder(files["encoder"], files["tokenizer"])
         # Keyed by scope, head and text; holds probabilities, no text.
         self._scores: ScopedCache[float] = ScopedCache(CACHE_WINDOWS)
-        heads = json.loads(verified(folder, manifest["heads"], manifest).read_text("utf-8"))
-        self.heads = {
-            name: Head(tuple(h["weights"]), float(h["bias"]), float(h["threshold"]))
-            for name, h in heads.items()
-        }
+        try:
+            heads = json.loads(files["heads"])
+            self.heads = {
+                name: Head(tuple(h["weights"]), float(h["bias"]), float(h["threshold"]))
+                for name, h in heads.items()
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DetectorError(f"cannot parse the model heads: {exc}") from None
 
     @property
     def score_cache_hits(self) -> int:
@@ -242,14 +278,21 @@ class InjectionModel:
         return [score or 0.0 for score in best]
 
 
-_shared: dict[Path, InjectionModel] = {}
+def _is_shipped(folder: Path) -> bool:
+    try:
+        return folder.resolve() == default_model_dir().resolve()
+    except OSError:
+        return False
+
+
+_shared: dict[tuple[Path, str | None], InjectionModel] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_model(folder: Path | None = None) -> InjectionModel:
-    """One loaded model per folder per process (it is read-only and thread-safe)."""
-    key = folder or default_model_dir()
+def shared_model(folder: Path | None = None, manifest_sha256: str | None = None) -> InjectionModel:
+    """One loaded model per folder and digest per process (read-only, thread-safe)."""
+    key = (folder or default_model_dir(), manifest_sha256)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = InjectionModel(key)
+            _shared[key] = InjectionModel(*key)
         return _shared[key]
