@@ -9,7 +9,7 @@ with the policy's threshold (0.5 = the model's own calibrated cut). The
 hard-negative set is shippable, so its honest false-positive rate is the
 leave-one-source-out figure printed by the training script.
 
-    python bench/injection_eval.py [--datasets ../shared/datasets] [--json]
+    python bench/injection_eval.py [--datasets ../shared/datasets] [--kind K] [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--kind",
+        choices=["lexical", "minilm", "ensemble"],
+        help="the learned layer (default: the detector's)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not args.datasets.is_dir():
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     rows = [r for r in train_injection.load_rows(args.datasets) if not r["shippable"]]
-    detector = create("injection")
+    detector = create("injection", {"model_kind": args.kind} if args.kind else {})
     context = ScanContext()
     started = time.perf_counter()
     predictions: list[int] = []

@@ -12,7 +12,7 @@ Reported: the share flagged at the policy threshold by the whole detector
 (rules and model; the balanced profile only flags what the model alone
 suspects) and by the rules alone (what the balanced profile blocks).
 
-    python bench/injection_hard_negatives.py [--json]
+    python bench/injection_hard_negatives.py [--kind K] [--json]
 """
 
 from __future__ import annotations
@@ -118,10 +118,15 @@ def flagged(detector: InjectionDetector, sentences: list[str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--kind",
+        choices=["lexical", "minilm", "ensemble"],
+        help="the learned layer (default: the detector's)",
+    )
     args = parser.parse_args()
     sentences = texts()
     started = time.perf_counter()
-    whole = InjectionDetector()
+    whole = InjectionDetector(InjectionOptions(model_kind=args.kind) if args.kind else None)
     rules_only = InjectionDetector(InjectionOptions(use_model=False))
     report: dict[str, Any] = {
         "texts": len(sentences),

@@ -2,8 +2,9 @@
 
 p50/p99 per call for 100-, 384- and 4,000-character inputs, one prompt per
 call and batches of 16 (reported per prompt), for the whole detector
-(normalization, rules and the int8 MiniLM model) and for the rules layer
-alone. Inputs are built from benign sentences with one injected instruction,
+(normalization, rules and the learned layer) with each kind of learned layer
+(``lexical``, ``minilm``, ``ensemble``; the default is marked) and for the
+rules layer alone. Inputs are built from benign sentences with one injected instruction,
 so every layer does its full work. Every call gets a text no earlier call saw
 (every sentence carries a running number), so the model's window-embedding
 cache, which spares repeated conversation history, cannot answer for the
@@ -25,6 +26,7 @@ from collections.abc import Callable
 
 from mantlet.core.registry import create
 from mantlet.core.types import ScanContext
+from mantlet.detectors.injection import DEFAULT_KIND
 from mantlet.evaluation.metrics import percentile
 
 SENTENCES = [
@@ -71,33 +73,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    full = create("injection")
-    full.warm_up()
+    detectors = {}
+    for kind in ("lexical", "minilm", "ensemble"):
+        label = f"{kind} (default)" if kind == DEFAULT_KIND else kind
+        detectors[label] = create("injection", {"model_kind": kind})
+        detectors[label].warm_up()
     rules_only = create("injection", {"use_model": False})
     context = ScanContext()
     report: dict[str, dict[str, dict[str, float]]] = {}
     for length in (100, 384, 4000):
         repeats = args.repeats if length < 4000 else max(10, args.repeats // 5)
-        report[str(length)] = {
-            "single": measure(lambda n=length: full.detect(make_text(n), context), repeats),
-            "batched_per_prompt": measure(
-                lambda n=length: full.detect_batch(
+        modes: dict[str, dict[str, float]] = {}
+        for label, detector in detectors.items():
+            modes[f"{label} single"] = measure(
+                lambda n=length, d=detector: d.detect(make_text(n), context), repeats
+            )
+            modes[f"{label} batched"] = measure(
+                lambda n=length, d=detector: d.detect_batch(
                     [make_text(n) for _ in range(args.batch)], context
                 ),
                 max(5, repeats // 10),
                 args.batch,
-            ),
-            "rules_only_single": measure(
-                lambda n=length: rules_only.detect(make_text(n), context), repeats
-            ),
-        }
+            )
+        modes["rules only single"] = measure(
+            lambda n=length: rules_only.detect(make_text(n), context), repeats
+        )
+        report[str(length)] = modes
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{'chars':>6s} {'mode':22s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    print(f"{'chars':>6s} {'mode':28s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for length, modes in report.items():
         for mode, figures in modes.items():
-            print(f"{length:>6s} {mode:22s} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f}")
+            print(f"{length:>6s} {mode:28s} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f}")
     return 0
 
 

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,11 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import train_injection as base  # noqa: E402
-from mantlet.detectors.injection.model import InjectionModel, sha256_file  # noqa: E402
+from mantlet.detectors.injection.model import (  # noqa: E402
+    InjectionModel,
+    default_model_dir,
+    sha256_file,
+)
 
 
 def subsample(rows: list[dict[str, Any]], size: int, rnd: random.Random) -> list[dict[str, Any]]:
@@ -116,18 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     # Thresholds from the validation slice, with the same rule as train_injection.
     heads_path = args.out / "heads.json"
-    heads_path.write_text(
-        json.dumps({k: {**model_head, "threshold": 0.5} for k in ("prompt", "document")})
-    )
+    heads_path.write_text(json.dumps(heads_file(model_head, 0.5)))
     write_manifest(args.out, onnx_path, tokenizer_path, heads_path)
     runtime = InjectionModel(args.out, sha256_file(args.out / "manifest.json"))
     scores = np.array(runtime.score([r["text"] for r in validation], "prompt"))
     labels_v = np.array([r["label"] for r in validation])
     hard = np.array([r["source"] == base.HARD_NEGATIVES for r in validation])
     threshold = base.choose_threshold(scores, labels_v, hard)
-    heads_path.write_text(
-        json.dumps({k: {**model_head, "threshold": threshold} for k in ("prompt", "document")})
-    )
+    heads_path.write_text(json.dumps(heads_file(model_head, threshold)))
     write_manifest(args.out, onnx_path, tokenizer_path, heads_path)
     runtime = InjectionModel(args.out, sha256_file(args.out / "manifest.json"))
 
@@ -145,13 +146,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def heads_file(model_head: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """heads.json: the fine-tuned MiniLM heads; the lexical and ensemble
+    entries keep the shipped thresholds (only ``model_kind: minilm`` is
+    compared here)."""
+    shipped = json.loads((default_model_dir() / "heads.json").read_text())
+    heads = {k: {**model_head, "threshold": threshold} for k in ("prompt", "document")}
+    return {"minilm": heads, "lexical": shipped["lexical"], "ensemble": shipped["ensemble"]}
+
+
 def write_manifest(folder: Path, onnx_path: Path, tokenizer_path: Path, heads_path: Path) -> None:
+    lexical_path = folder / "lexical.npz"
+    shutil.copyfile(default_model_dir() / "lexical.npz", lexical_path)
     manifest = {
         "encoder": onnx_path.name,
         "tokenizer": tokenizer_path.name,
         "heads": heads_path.name,
+        "lexical": lexical_path.name,
         "base_model": "all-MiniLM-L6-v2, fine-tuned by tools/finetune_injection.py",
-        "files": {p.name: sha256_file(p) for p in (onnx_path, tokenizer_path, heads_path)},
+        "files": {
+            p.name: sha256_file(p) for p in (onnx_path, tokenizer_path, heads_path, lexical_path)
+        },
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

