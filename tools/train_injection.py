@@ -13,7 +13,9 @@ Steps, all reproducible (fixed seed):
 3. Add generated indirect-injection data, BIPIA-style: a random shippable
    attack sentence inserted at a random sentence boundary of a 2-5 sentence
    snippet of a shippable benign document (label 1), plus clean snippets of
-   the same documents (label 0).
+   the same documents (label 0). Optionally (``--combined-prompts N``, off
+   for the shipped model) generated "combined attack" prompts with benign
+   look-alikes (tools/injection_generated.py).
 4. Embed every row (all 128-token windows) with the int8 encoder, i.e. the
    exact runtime path, and count every row's hashed word and character
    n-grams with the runtime's own featurizer (``lexical.py``).
@@ -31,6 +33,7 @@ Steps, all reproducible (fixed seed):
    on purpose: a model swapped on disk must not bring its own digests).
 
     python tools/train_injection.py [--datasets ../shared/datasets] [--report FILE]
+                                    [--reuse-encoder] [--combined-prompts N]
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from injection_generated import generate_combined_prompts  # noqa: E402
 from injection_lexical import LexicalData, serialise  # noqa: E402
 from mantlet.detectors.injection.lexical import LexicalModel  # noqa: E402
 from mantlet.detectors.injection.model import (  # noqa: E402
@@ -298,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         "--report", type=Path, default=ROOT / "bench" / "results" / "injection_training.json"
     )
     parser.add_argument("--reuse-encoder", action="store_true", help="keep an existing ONNX export")
+    parser.add_argument(
+        "--combined-prompts",
+        type=int,
+        default=0,
+        help="add N generated combined-attack prompts and N look-alikes (not shipped: README)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rnd = random.Random(SEED)
@@ -311,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = load_rows(args.datasets)
     rows += generate_injected_documents(rows, rnd)
+    if args.combined_prompts:
+        rows += generate_combined_prompts(rows, rnd, args.combined_prompts)
     print(f"embedding {len(rows)} rows ...", file=sys.stderr)
     windows = embed_all(encoder, rows, sha256_file(onnx_path))
 
