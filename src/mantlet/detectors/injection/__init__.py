@@ -124,7 +124,9 @@ class InjectionDetector:
 
     def warm_up(self) -> None:
         """Load and verify the model now instead of on the first request."""
-        self._get_model()
+        model = self._get_model()
+        if model is not None:
+            model.warm_up(self._options.model_kind)
 
     @property
     def light(self) -> bool:

@@ -1,7 +1,7 @@
 """The learned layer: all-MiniLM-L6-v2 (int8 ONNX) embeddings with logistic
 heads, a lexical model (``lexical.py``), and their ensemble (the mean of the
 two probabilities); each kind has a prompt head and a document head with
-thresholds picked on cross-source scores by the training script.
+thresholds picked on out-of-fold scores by the training script.
 
 Long inputs are split into overlapping token windows and the highest window
 score wins, so one injected sentence in a long benign document is not diluted
@@ -12,7 +12,8 @@ file's sha256, and the model is built from the bytes that passed the check,
 never read from the folder again.
 
 numpy, onnxruntime and tokenizers are imported lazily, so merely importing
-Mantlet (or using only regex detectors) never loads an ML runtime.
+Mantlet (or using only regex detectors) never loads an ML runtime, and the
+MiniLM session is built on first use (the default lexical kind never needs it).
 """
 
 from __future__ import annotations
@@ -241,7 +242,9 @@ class InjectionModel:
             manifest_sha256 = SHIPPED_MANIFEST_SHA256
         manifest, files = verified_files(folder, manifest_sha256)
         self.manifest = manifest
-        self.encoder = Encoder(files["encoder"], files["tokenizer"])
+        self._encoder_files = (files["encoder"], files["tokenizer"])  # verified bytes
+        self._encoder: Encoder | None = None
+        self._encoder_lock = threading.Lock()
         self.lexical = LexicalModel(files["lexical"])
         # Keyed by scope, kind, head and text; holds probabilities, no text.
         self._scores: ScopedCache[float] = ScopedCache(CACHE_WINDOWS)
@@ -259,6 +262,19 @@ class InjectionModel:
             raise DetectorError(f"cannot parse the model heads: {exc}") from None
         if any(set(self.thresholds[kind]) != set(LEXICAL_HEADS) for kind in KINDS):
             raise DetectorError(f"every model kind needs the heads {', '.join(LEXICAL_HEADS)}")
+
+    @property
+    def encoder(self) -> Encoder:
+        """The MiniLM encoder, built from the verified bytes on first use."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = Encoder(*self._encoder_files)
+            return self._encoder
+
+    def warm_up(self, kind: str) -> None:
+        """Build what ``kind`` needs now rather than on its first text."""
+        if kind != "lexical":
+            self.encoder.windows("warm up")
 
     @property
     def score_cache_hits(self) -> int:
