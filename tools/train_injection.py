@@ -382,10 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     loso: dict[str, Any] = {}
     for kind in KINDS:
         threshold = thresholds[kind]["prompt"]
-        per_source = {
-            held: rates(labels[sources == held], loso_scores[kind][sources == held] >= threshold)
-            for held in sorted(set(sources[shippable]))
-        }
+        per_source = {}
+        for held in sorted(set(sources[shippable])):
+            mask = shippable & (sources == held)  # a source's other rows were never scored
+            per_source[held] = rates(labels[mask], loso_scores[kind][mask] >= threshold)
         loso[kind] = {
             "threshold": threshold,
             "macro_balanced_accuracy": float(
