@@ -295,6 +295,8 @@ def check_runtime_agrees(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sklearn.model_selection import GroupKFold
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--out", type=Path, default=default_model_dir())
@@ -346,8 +348,6 @@ def main(argv: list[str] | None = None) -> int:
 
     fitters = {"minilm": fit_minilm, "lexical": fit_lexical}
     head_weights = {"prompt": 1.0, "document": 3.0}
-
-    from sklearn.model_selection import GroupKFold
 
     # Thresholds: best balanced accuracy on out-of-fold scores of the
     # shippable rows (folds by source and category), per kind and head.

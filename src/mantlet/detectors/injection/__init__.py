@@ -41,14 +41,15 @@ OVERSIZE_KIND = "UNSCANNED_OVERSIZE"
 _DOCUMENT_PARTS = {PartKind.DOCUMENT, PartKind.TOOL_OUTPUT, PartKind.TOOL_DEFINITION}
 # Flags that alone are worth reporting: nobody hides benign text this way.
 _SMUGGLING_FLAGS = {"tag_characters", "bidi_control"}
-DEFAULT_KIND: Literal["lexical", "minilm", "ensemble"] = "lexical"
+ModelKind = Literal["lexical", "minilm", "ensemble"]
+DEFAULT_KIND: ModelKind = "lexical"
 
 
 class InjectionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     use_model: bool = Field(True, description="Run the learned layer.")
-    model_kind: Literal["lexical", "minilm", "ensemble"] = Field(
+    model_kind: ModelKind = Field(
         DEFAULT_KIND,
         description=(
             "The learned layer: hashed n-grams (fastest), MiniLM embeddings, or the"

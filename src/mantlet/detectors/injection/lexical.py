@@ -1,11 +1,12 @@
 """The lexical layer: hashed word and character n-grams, TF-IDF weighted,
 with a logistic head per part kind.
 
-Why it exists beside MiniLM: measured on sources never trained on, it ranks
-injections as well as the sentence-embedding head, flags far fewer benign
-texts that merely talk about prompts (embeddings put "explain the DAN
-jailbreak" next to the jailbreak itself; the words around it differ), and
-costs a fraction of a millisecond instead of several.
+Why it exists beside MiniLM: on sources never trained on it ranks
+injections at least as well as the sentence-embedding head, at the same
+recall it flags far fewer benign texts that merely talk about prompts
+(embeddings put "explain the DAN jailbreak" next to the jailbreak itself;
+the words around it differ), and it costs a fraction of a millisecond
+instead of several (README, "The injection detector").
 
 Hand-written rather than scikit-learn's ``HashingVectorizer`` +
 ``TfidfTransformer``: the runtime must not depend on scikit-learn, and the
