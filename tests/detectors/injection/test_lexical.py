@@ -23,10 +23,10 @@ def test_short_texts_are_one_window_long_texts_overlap() -> None:
     assert (len(parts) - 1) * step + len(parts[-1]) == len(text)
 
 
-def test_counts_cover_word_pairs_and_padded_character_grams() -> None:
+def test_counts_cover_word_grams_and_padded_character_grams() -> None:
     words, chars = lexical.term_counts("Ignore ignore IGNORE")
-    # Three unigrams (one bucket) and two identical bigrams (another).
-    assert sorted(words.values()) == [2, 3]
+    # Three unigrams (one bucket), two identical bigrams and one trigram.
+    assert sorted(words.values()) == [1, 2, 3]
     # " ignore " -> 6 trigrams, 5 four-grams, 4 five-grams, three times over.
     assert sum(chars.values()) == 3 * (6 + 5 + 4)
 

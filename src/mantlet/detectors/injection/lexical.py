@@ -1,5 +1,7 @@
-"""The lexical layer: hashed word and character n-grams, TF-IDF weighted,
-with a logistic head per part kind.
+"""The lexical layer: hashed word 1-3-grams and character 3-5-grams, TF-IDF
+weighted, with a logistic head per part kind. (Word trigrams, and not
+character 2-6-grams, were added on leave-one-source-out macro balanced
+accuracy of the training sources: 0.742 and 0.726 against 0.732.)
 
 Why it exists beside MiniLM: on sources never trained on it ranks
 injections at least as well as the sentence-embedding head, at the same
@@ -45,15 +47,18 @@ def windows(text: str) -> list[str]:
 
 
 def term_counts(text: str) -> tuple[Counter[int], Counter[int]]:
-    """Bucket counts of word 1-2-grams and of 3-5-character n-grams inside
+    """Bucket counts of word 1-3-grams and of 3-5-character n-grams inside
     each whitespace-separated word padded with spaces (scikit-learn's
     ``char_wb``), of the lowercased text. (List comprehensions, not loops:
     twice as fast, and this is most of the layer's time.)"""
     lowered = text.lower()
     tokens = _TOKEN.findall(lowered)
     pairs = [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+    triples = [f"{a} {b} {c}" for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False)]
     crc, mask = zlib.crc32, BUCKETS - 1  # inlined: a function call per n-gram costs a third
-    words = Counter([crc(b"w" + g.encode("utf-8", "surrogatepass")) & mask for g in tokens + pairs])
+    words = Counter(
+        [crc(b"w" + g.encode("utf-8", "surrogatepass")) & mask for g in tokens + pairs + triples]
+    )
     grams: list[str] = []
     for word in lowered.split():
         padded = f" {word} "
