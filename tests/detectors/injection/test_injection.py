@@ -37,7 +37,7 @@ def detector(request: pytest.FixtureRequest) -> InjectionDetector:
 
 
 def test_the_default_learned_layer_is_the_lexical_one() -> None:
-    # The fastest kind; on held-out sources it is level with the ensemble (README).
+    # The fastest kind, and the best on the leave-one-source-out measure (README).
     assert InjectionOptions().model_kind == "lexical"
 
 
