@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import train_injection  # noqa: E402
 from mantlet.core.registry import create  # noqa: E402
 from mantlet.core.types import ScanContext  # noqa: E402
+from mantlet.detectors.injection.model import KINDS  # noqa: E402
 from mantlet.evaluation.metrics import classification_report  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument(
         "--kind",
-        choices=["lexical", "minilm", "ensemble"],
+        choices=KINDS,
         help="the learned layer (default: the detector's)",
     )
     parser.add_argument("--json", action="store_true")

@@ -26,6 +26,7 @@ from typing import Any
 
 from mantlet.core.types import ScanContext
 from mantlet.detectors.injection import InjectionDetector, InjectionOptions
+from mantlet.detectors.injection.model import KINDS
 
 SUBJECTS = [
     "a system prompt",
@@ -120,7 +121,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--kind",
-        choices=["lexical", "minilm", "ensemble"],
+        choices=KINDS,
         help="the learned layer (default: the detector's)",
     )
     args = parser.parse_args()

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from mantlet.core.registry import create
 from mantlet.core.types import ScanContext
 from mantlet.detectors.injection import DEFAULT_KIND
+from mantlet.detectors.injection.model import KINDS
 from mantlet.evaluation.metrics import percentile
 
 SENTENCES = [
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     detectors = {}
-    for kind in ("lexical", "minilm", "ensemble"):
+    for kind in KINDS:
         label = f"{kind} (default)" if kind == DEFAULT_KIND else kind
         detectors[label] = create("injection", {"model_kind": kind})
         detectors[label].warm_up()

@@ -148,6 +148,17 @@ def evaluate(model: Any, datasets: Path) -> dict[str, Any]:
     return out
 
 
+def write_report(report: dict[str, Any], path: Path, label: str, files: dict[str, str]) -> None:
+    """Write and print the training report, then the model's digests for the
+    ``SHA256`` table in code (``label`` names it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"\nsha256 for {label}:", file=sys.stderr)
+    for name, digest in files.items():
+        print(f'    "{name}": "{digest}",', file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -211,12 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "f1_exact": {"en_core_web_sm": evaluate(base, args.datasets)},
     }
     report["f1_exact"]["mantlet_ner_en"] = evaluate(spacy.load(args.out), args.datasets)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print("\nsha256 for en_spacy.SHA256:", file=sys.stderr)
-    for name, digest in en_spacy.digests(args.out).items():
-        print(f'    "{name}": "{digest}",', file=sys.stderr)
+    write_report(report, args.report, "en_spacy.SHA256", en_spacy.digests(args.out))
     return 0
 
 

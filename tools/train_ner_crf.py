@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib
-import json
 import pkgutil
 import random
 import sys
@@ -72,7 +71,7 @@ from mantlet.detectors.pii.ner.crf_features import (  # noqa: E402
 )
 from mantlet.evaluation.metrics import Span, span_report  # noqa: E402
 from ner_synthetic import generate, generate_tech  # noqa: E402  (tools/, beside this script)
-from train_ner import gold_spans, heldout_suites, load  # noqa: E402
+from train_ner import gold_spans, heldout_suites, load, write_report  # noqa: E402
 
 SEED = 20261207
 RECIPE: dict[str, object] = {
@@ -339,12 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "en_core_web_sm": evaluate(spacy_tagger(en_spacy.base_model_dir()), args.datasets),
         },
     }
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print("\nsha256 for en_crf.SHA256:", file=sys.stderr)
-    for name, digest in en_crf.digests(args.out).items():
-        print(f'    "{name}": "{digest}",', file=sys.stderr)
+    write_report(report, args.report, "en_crf.SHA256", en_crf.digests(args.out))
     return 0
 
 
