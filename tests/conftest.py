@@ -35,10 +35,12 @@ class FakeDetector:
         sides: Side,
         light: bool = False,
         reads_original: bool = False,
+        gil_bound: bool = False,
     ) -> None:
         self.name = name
         self.sides = sides
         self.light = light
+        self.gil_bound = gil_bound
         self.reads_original = reads_original
         self._fn = fn
         self.calls: list[tuple[str, ScanContext]] = []
@@ -67,13 +69,14 @@ class DetectorRegistrar:
         sides: Side = Side.BOTH,
         light: bool = False,
         reads_original: bool = False,
+        gil_bound: bool = False,
     ) -> str:
         assert name.startswith("test_"), "test detectors must be named test_*"
         assert name not in registry._FACTORIES, f"{name} is already registered"
 
         def factory(options: Mapping[str, Any]) -> FakeDetector:
             self.options_seen.setdefault(name, []).append(dict(options))
-            detector = FakeDetector(name, fn, sides, light, reads_original)
+            detector = FakeDetector(name, fn, sides, light, reads_original, gil_bound)
             self.instances[name] = detector
             return detector
 

@@ -4,12 +4,14 @@ during appends loses nothing acknowledged."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from typer.testing import CliRunner
 from mantlet.audit import Checkpoint, CheckpointError, NoteSigner, NoteVerifier, merkle, verify_log
 from mantlet.cli.app import app
 from mantlet.crypto.signing import SigningKey
-from mantlet.gateway.accountability import Accountability
+from mantlet.gateway.accountability import Accountability, AuditUnavailable
 from mantlet.gateway.settings import GatewaySettings
 
 runner = CliRunner()
@@ -327,3 +329,32 @@ def test_a_failing_wal_fold_is_logged_and_retried(
     assert len(calls) >= 2  # retried
     messages = [r.getMessage() for r in caplog.records if "WAL" in r.getMessage()]
     assert messages and all("OSError" in m and "/secret" not in m for m in messages)
+
+
+async def test_an_inline_append_writes_on_the_callers_thread_and_fails_closed(
+    tmp_path: Path,
+) -> None:
+    trail = open_trail(tmp_path)
+    threads: list[str] = []
+
+    def note_thread(conn: object, seq: int) -> None:
+        threads.append(threading.current_thread().name)
+
+    first = await trail.append({"type": "request", "n": 0}, note_thread, inline=True)
+    # Concurrent appends still go through the group committer's thread.
+    batched = await asyncio.gather(
+        *(trail.append({"type": "request", "n": i}, note_thread) for i in (1, 2))
+    )
+    caller = threading.current_thread().name
+    assert first == 0 and sorted(batched) == [1, 2]
+    assert threads[0] == caller and caller not in threads[1:]
+
+    def broken(conn: object, seq: int) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(AuditUnavailable):
+        await trail.append({"type": "request", "n": 3}, broken, inline=True)
+    assert trail.log.head().size == 3  # the failed record was rolled back, not half-written
+    trail.close()
+    code, report = cli_verify(tmp_path)
+    assert code == 0 and report["records"] == 3

@@ -128,6 +128,30 @@ def test_chat_round_trip_with_headers(keys: KeyStore, app_key: str) -> None:
     assert response.headers["x-mantlet-input-action"] == "allow"
 
 
+def test_open_requests_are_counted_back_to_zero(keys: KeyStore, app_key: str) -> None:
+    # ``Gateway.alone`` lets GIL-bound work run on the event loop; a request
+    # that left the count raised would turn that off for good, one that left
+    # it lowered would turn it on under load.
+    app = create_app(settings(), keys=keys)
+    gateway = app.state.gateway
+    seen: list[int] = []
+    original = gateway.check_output
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gateway.open_requests)
+        return await original(*args, **kwargs)
+
+    gateway.check_output = counting
+    with TestClient(app) as client:
+        assert chat(client, app_key).status_code == 200
+        assert chat(client, app_key, stream=True).status_code == 200
+        assert chat(client, "mk-wrong").status_code == 401
+        assert client.post("/v1/chat/completions", content=b"{").status_code == 401
+        assert client.get("/healthz").status_code == 200
+        assert gateway.open_requests == 0
+    assert seen and set(seen) == {1}  # each answer was checked while it alone was open
+
+
 def test_secret_is_redacted_before_the_upstream(keys: KeyStore, app_key: str) -> None:
     with client_for(keys) as client:
         response = chat(client, app_key, f"my key id is {AWS_KEY_ID}")

@@ -28,6 +28,9 @@ def _context(tenant: str, seq: int) -> bytes:
     return f"mantlet-payload:{tenant}:{seq}".encode()
 
 
+_INSERT = payloads_table.insert()  # built once: it is on every request's path
+
+
 class PayloadStore:
     def __init__(self, engine: Engine, keyring: TenantKeyring) -> None:
         self._engine = engine
@@ -40,11 +43,8 @@ class PayloadStore:
         the caller before the transaction: creating it inside would wait on
         the write lock this transaction holds."""
         sealed = TenantKeyring.seal_with(key, payload, _context(tenant, seq))
-        conn.execute(
-            payloads_table.insert().values(
-                seq=seq, tenant=tenant, nonce=sealed.nonce, ciphertext=sealed.ciphertext
-            )
-        )
+        row = {"seq": seq, "tenant": tenant, "nonce": sealed.nonce, "ciphertext": sealed.ciphertext}
+        conn.execute(_INSERT, row)
 
     def read(self, seq: int) -> tuple[str, bytes] | None:
         """(tenant, plaintext); raises TenantErased after crypto-shredding."""

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import rfc8785
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from mantlet.audit import merkle
 from mantlet.audit.checkpoint import Checkpoint, NoteSigner
+from mantlet.core.canonical import canonical_json as _canonical
 from mantlet.core.sql import create_tables
 
 __all__ = ["AuditLog", "LogHead", "StoredRecord", "canonical_json"]
@@ -73,7 +73,7 @@ checkpoints_table = sa.Table(
 
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """RFC 8785 canonical JSON: the exact bytes a leaf hashes."""
-    return rfc8785.dumps(dict(value))
+    return _canonical(dict(value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import rfc8785
-
 from mantlet.audit import merkle
 from mantlet.audit.checkpoint import Checkpoint, CheckpointError, NoteVerifier
 from mantlet.audit.store import AuditLog
+from mantlet.core.canonical import canonical_json
 
 __all__ = ["Problem", "VerifyReport", "verify_log"]
 
@@ -150,7 +149,7 @@ def _check_body(body: str, seq: int, prev: bytes) -> str | None:
         return f"record {seq} is not valid JSON (edited)"
     if not isinstance(data, dict):
         return f"record {seq} is not a JSON object (edited)"
-    if rfc8785.dumps(data).decode("utf-8") != body:
+    if canonical_json(data).decode("utf-8") != body:
         return f"record {seq} is not in canonical form (edited)"
     if data.get("seq") != seq:
         return f"record {seq} holds the content of record {data.get('seq')} (reordered or moved)"

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mantlet.audit import AuditLog, Checkpoint, NoteSigner, NoteVerifier
 from mantlet.audit.payloads import PayloadStore
+from mantlet.core.canonical import canonical_json
 from mantlet.core.sql import create_tables
 from mantlet.crypto.keyproviders import EnvKeyProvider, FileKeyProvider, KeyProvider
 from mantlet.crypto.signing import SigningKey
@@ -41,6 +41,8 @@ provenance_table = sa.Table(
     sa.Column("jws", sa.Text, nullable=False),
 )
 
+# Built once: a statement made per call costs more than the insert itself.
+_INSERT_MANIFEST = provenance_table.insert()
 Extra = Callable[[Connection, int], None]
 
 
@@ -52,7 +54,7 @@ def body_digest(data: bytes | Mapping[str, Any] | None) -> str | None:
     """SHA-256 of a raw body, or of the canonical JSON of a parsed one."""
     if data is None:
         return None
-    raw = data if isinstance(data, bytes) else rfc8785.dumps(dict(data))
+    raw = data if isinstance(data, bytes) else canonical_json(dict(data))
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -117,9 +119,18 @@ class Accountability:
 
     # -- appending -------------------------------------------------------
 
-    async def append(self, record: dict[str, Any], extra: Extra | None = None) -> int:
+    async def append(
+        self, record: dict[str, Any], extra: Extra | None = None, *, inline: bool = False
+    ) -> int:
         """Appends and waits until the record is committed; raises
-        AuditUnavailable if it could not be."""
+        AuditUnavailable if it could not be. ``inline``: the caller is the
+        only request open, so with no batch forming the write runs on the
+        event loop, sparing two thread hops that nobody else could use."""
+        if inline and not self._pending and (self._flusher is None or self._flusher.done()):
+            try:
+                return self._write([(record, extra)])[0]
+            except Exception as exc:  # noqa: BLE001 - fail closed, as the batched path does
+                raise AuditUnavailable(type(exc).__name__) from None
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(record, extra, future))
         if self._flusher is None or self._flusher.done():
@@ -130,7 +141,8 @@ class Accountability:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                seqs = await asyncio.to_thread(self._write, batch)
+                items = [(item.record, item.extra) for item in batch]
+                seqs = await asyncio.to_thread(self._write, items)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for item in batch:
                     if not item.future.done():
@@ -140,13 +152,13 @@ class Accountability:
                 if not item.future.done():
                     item.future.set_result(seq)
 
-    def _write(self, batch: list[_Pending]) -> list[int]:
+    def _write(self, items: list[tuple[dict[str, Any], Extra | None]]) -> list[int]:
         def extras(conn: Connection, seqs: list[int]) -> None:
-            for item, seq in zip(batch, seqs, strict=True):
-                if item.extra is not None:
-                    item.extra(conn, seq)  # noqa: S610 - not Django; a write callback
+            for (_, extra), seq in zip(items, seqs, strict=True):
+                if extra is not None:
+                    extra(conn, seq)
 
-        return self.log.append_many([item.record for item in batch], after=extras)
+        return self.log.append_many([record for record, _ in items], after=extras)
 
     def append_sync(self, record: dict[str, Any]) -> int:
         """For the CLI's admin actions (no event loop)."""
@@ -157,7 +169,7 @@ class Accountability:
     def payload_writer(self, tenant: str, payload: Mapping[str, Any]) -> Extra | None:
         if not self.store_payloads:
             return None
-        data = rfc8785.dumps(dict(payload))
+        data = canonical_json(dict(payload))
         key = self.keyring.data_key(tenant)  # raises TenantErased: nothing is stored
         return lambda conn, seq: self.payloads.write(conn, seq, tenant, data, key)
 
@@ -190,11 +202,8 @@ class Accountability:
                 reasoning=reasoning,
             )
             token = sign_manifest(manifest, self.signing_key)
-            conn.execute(
-                provenance_table.insert().values(
-                    request_id=request_id, tenant=tenant, seq=seq, jws=token
-                )
-            )
+            row = {"request_id": request_id, "tenant": tenant, "seq": seq, "jws": token}
+            conn.execute(_INSERT_MANIFEST, row)
             holder["jws"] = token
 
         return write

@@ -103,6 +103,15 @@ class Gateway:
     mfa: TotpStore | None = None
     roles: dict[str, frozenset[str]] = field(default_factory=lambda: role_table({}))
     tenant_shields: dict[str, Shield] = field(default_factory=dict)
+    # HTTP requests this process is serving, streams included.
+    open_requests: int = 0
+
+    @property
+    def alone(self) -> bool:
+        """Only the asking request is open: work that a thread would only
+        slow down (GIL-bound detectors, the audit write) may run on the
+        event loop, since no other request is waiting on it."""
+        return self.open_requests <= 1
 
     def max_body_bytes(self, tenant: str) -> int:
         own = self.settings.quotas.tenants.get(tenant)
@@ -147,7 +156,7 @@ class Gateway:
     ) -> StagedCheck:
         """The input check's gate; ``finish_input`` gives the whole verdict."""
         return await self.shield_for(tenant).astart_input(
-            content, tenant=tenant, metadata=metadata, fields=fields
+            content, tenant=tenant, metadata=metadata, fields=fields, alone=self.alone
         )
 
     async def finish_input(self, check: StagedCheck) -> Verdict:
@@ -175,7 +184,7 @@ class Gateway:
     ) -> Verdict:
         """The whole input verdict at once (``/v1/scan``: no upstream call to overlap)."""
         verdict = await self.shield_for(tenant).acheck_input(
-            content, documents=documents, fields=fields, tenant=tenant
+            content, documents=documents, fields=fields, tenant=tenant, alone=self.alone
         )
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)
@@ -185,7 +194,7 @@ class Gateway:
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
     ) -> Verdict:
         verdict = await self.shield_for(tenant).acheck_output(
-            content, tenant=tenant, metadata=metadata
+            content, tenant=tenant, metadata=metadata, alone=self.alone
         )
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)
@@ -404,8 +413,10 @@ def create_app(
 
     def begin_request() -> None:
         _VERDICTS.set([])
+        gateway.open_requests += 1
 
     def finish_request(request: Request, outcome: Outcome) -> None:
+        gateway.open_requests -= 1
         state = request.state
         principal = getattr(state, "principal", None)
         if principal is not None and getattr(state, "in_flight", False):
@@ -446,7 +457,7 @@ def create_app(
         digest = body_digest(parsed) if isinstance(parsed, dict) else body_digest(answer.body)
         record = _request_record(request, label, answer.status, digest, error)
         try:
-            request.state.audit_index = await trail.append(record)
+            request.state.audit_index = await trail.append(record, inline=gateway.alone)
         except AuditUnavailable:
             failed = error_response(503, _AUDIT_DOWN, "audit_unavailable")
             return Answer(503, {"content-type": "application/json"}, bytes(failed.body))
@@ -507,7 +518,7 @@ def create_app(
 
         record = _request_record(request, request.scope["route"].path, 200, body_digest(sent))
         try:
-            index = await trail.append(record, extra)
+            index = await trail.append(record, extra, inline=gateway.alone)
         except AuditUnavailable:
             raise GatewayError(503, _AUDIT_DOWN, "audit_unavailable") from None
         request.state.audited = True
@@ -908,7 +919,7 @@ def create_app(
                 index: int | None = None
                 attempted = True  # once submitted, the committer writes it even if we go away
                 try:
-                    index = await trail.append(record, extra)
+                    index = await trail.append(record, extra, inline=gateway.alone)
                 except AuditUnavailable:
                     failure = failure or GatewayError(503, _AUDIT_DOWN, "audit_unavailable")
                 if failure is not None:

@@ -11,6 +11,13 @@ Light detectors (``light = True``: regexes and checksums) on short texts run
 on the caller's thread instead: they finish in tens of microseconds, less
 than a thread hop costs, and the size bound keeps them from holding up the
 event loop.
+
+GIL-bound detectors (``gil_bound = True``: pure Python or small numpy work
+that never releases the interpreter lock) gain no parallelism from a thread,
+only its hops. They run on the caller's thread too when it says it is alone
+(no other request in the process needs the event loop, or a synchronous
+caller that only waits) and their text is short; otherwise they keep their
+worker thread, so a busy gateway's loop is not held up by them.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Light detectors run inline while the job's text stays under this size.
 INLINE_CHARS = 8192
+# GIL-bound ones, only when the caller is alone: about 8 ms of the lexical
+# injection model at most.
+ALONE_INLINE_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,17 +170,25 @@ def _timed_out(job: Job) -> Outcome:
     )
 
 
-def runs_inline(job: Job) -> bool:
-    """Light detector, short text: cheaper here than in a worker thread."""
-    if not getattr(job.detector, "light", False):
+def runs_inline(job: Job, alone: bool = False) -> bool:
+    """Cheaper here than in a worker thread: a light detector on a short
+    text, or a GIL-bound one on a short text when the caller is alone."""
+    if getattr(job.detector, "light", False):
+        limit = INLINE_CHARS
+    elif alone and getattr(job.detector, "gil_bound", False):
+        limit = ALONE_INLINE_CHARS
+    else:
         return False
-    return sum(len(part.text) for part in job.parts) <= INLINE_CHARS
+    return sum(len(part.text) for part in job.parts) <= limit
 
 
 def run_sync(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
+    """A synchronous caller only waits, so it counts as alone."""
     started = time.monotonic()
     futures = {
-        i: executor.submit(run_job, job) for i, job in enumerate(jobs) if not runs_inline(job)
+        i: executor.submit(run_job, job)
+        for i, job in enumerate(jobs)
+        if not runs_inline(job, alone=True)
     }
     outcomes = [run_job(job) if i not in futures else None for i, job in enumerate(jobs)]
     for i, future in futures.items():
@@ -192,11 +210,26 @@ class Launched:
     jobs: list[Job]
     futures: list[concurrent.futures.Future[Outcome]]
     started: float
+    # Which jobs ran on the caller's thread before ``launch`` returned.
+    inline: list[bool] = field(default_factory=list)
 
 
-def launch(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> Launched:
-    futures = [executor.submit(run_job, job) for job in jobs]
-    return Launched(list(jobs), futures, time.monotonic())
+def launch(
+    executor: concurrent.futures.Executor, jobs: Sequence[Job], alone: bool = False
+) -> Launched:
+    """Submits the jobs; those that run inline (``runs_inline``) are done
+    before this returns."""
+    started = time.monotonic()
+    futures: list[concurrent.futures.Future[Outcome]] = []
+    inline = [runs_inline(job, alone) for job in jobs]
+    for job, here in zip(jobs, inline, strict=True):
+        if here:
+            done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+            done.set_result(run_job(job))
+            futures.append(done)
+        else:
+            futures.append(executor.submit(run_job, job))
+    return Launched(list(jobs), futures, started, inline)
 
 
 async def collect(launched: Launched) -> list[Outcome]:
@@ -210,27 +243,37 @@ async def collect(launched: Launched) -> list[Outcome]:
             future.cancel()
             return _timed_out(job)
 
-    pairs = zip(launched.jobs, launched.futures, strict=True)
+    futures = launched.futures
+    if all(future.done() and not future.cancelled() for future in futures):
+        return [future.result() for future in futures]  # ran inline: no tasks to gather
+    pairs = zip(launched.jobs, futures, strict=True)
     return list(await asyncio.gather(*(wait(job, future) for job, future in pairs)))
 
 
-async def run_async(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> list[Outcome]:
-    outcomes, _ = await run_gate(executor, jobs, ())
+async def run_async(
+    executor: concurrent.futures.Executor, jobs: Sequence[Job], alone: bool = False
+) -> list[Outcome]:
+    outcomes, _ = await run_gate(executor, jobs, (), alone)
     return outcomes
 
 
 async def run_gate(
-    executor: concurrent.futures.Executor, jobs: Sequence[Job], later: Sequence[Job]
+    executor: concurrent.futures.Executor,
+    jobs: Sequence[Job],
+    later: Sequence[Job],
+    alone: bool = False,
 ) -> tuple[list[Outcome], Launched]:
-    """Runs ``jobs`` to completion and launches ``later`` without waiting.
+    """Runs ``jobs`` to completion and launches ``later`` without waiting
+    (``alone``: see ``runs_inline``; a later job that runs inline is done
+    before the gate's verdict, which then has nothing to overlap).
 
     ``later`` starts after the inline jobs: on a small CPU a model thread
     starting first would make them queue for the GIL behind its tokenizing."""
-    inline = [runs_inline(job) for job in jobs]
+    inline = [runs_inline(job, alone) for job in jobs]
     threaded = [i for i, here in enumerate(inline) if not here]
     launched = launch(executor, [jobs[i] for i in threaded])
     outcomes = [run_job(job) if here else None for job, here in zip(jobs, inline, strict=True)]
-    deferred = launch(executor, later)
+    deferred = launch(executor, later, alone)
     for i, outcome in zip(threaded, await collect(launched), strict=True):
         outcomes[i] = outcome
     return [outcome for outcome in outcomes if outcome is not None], deferred

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 Content = str | Sequence[Mapping[str, Any]]
 log = logging.getLogger(__name__)
 DEFERRED_NOTE = "flag-only layer; ran alongside the upstream call"
+INLINE_NOTE = "flag-only layer; ran before the upstream call (nothing else was waiting)"
 # The finding that records an image, audio or file item no detector read.
 MEDIA_DETECTOR, UNSCANNED_MEDIA = "media", "UNSCANNED_MEDIA"
 
@@ -149,9 +150,11 @@ class Shield:
         fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        alone: bool = False,
     ) -> Verdict:
+        """``alone``: see ``acheck_output``."""
         plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
-        return self._assemble(plan, await run_async(self._executor, plan.jobs))
+        return self._assemble(plan, await run_async(self._executor, plan.jobs, alone))
 
     async def acheck_output(
         self,
@@ -159,9 +162,12 @@ class Shield:
         *,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        alone: bool = False,
     ) -> Verdict:
+        """``alone``: nothing else in the process waits on the event loop, so
+        GIL-bound detectors may run on it (see ``runner.runs_inline``)."""
         plan = self._plan(content, None, Side.OUTPUT, tenant, metadata)
-        return self._assemble(plan, await run_async(self._executor, plan.jobs))
+        return self._assemble(plan, await run_async(self._executor, plan.jobs, alone))
 
     async def astart_input(
         self,
@@ -171,12 +177,15 @@ class Shield:
         fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        alone: bool = False,
     ) -> StagedCheck:
         """The input check in two stages, for a caller with other work to
         overlap (the gateway's upstream call). ``gate`` holds everything the
         policy may block or redact on; slow layers whose findings it only
         flags keep running in worker threads, and ``final()`` adds them.
-        Without such layers the gate is already the final verdict."""
+        Without such layers the gate is already the final verdict. With
+        ``alone`` (see ``acheck_output``) a GIL-bound slow layer on a short
+        text runs at once instead: a thread would only add its hops."""
         plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         gate_jobs, late_jobs = [], []
         for job in plan.jobs:
@@ -186,7 +195,7 @@ class Shield:
             else:
                 late_jobs.append(job)
                 gate_jobs.append(dataclasses.replace(job, detector=fast))
-        outcomes, late = await run_gate(self._executor, gate_jobs, late_jobs)
+        outcomes, late = await run_gate(self._executor, gate_jobs, late_jobs, alone)
         return StagedCheck(self, plan, outcomes, late)
 
     def close(self) -> None:
@@ -342,10 +351,11 @@ class StagedCheck:
         request already went out with, it blocks (fail closed)."""
         if self._final is not None:
             return self._final
-        done = {outcome.name: outcome for outcome in await collect(self._late)}
-        for outcome in done.values():
+        late = await collect(self._late)
+        done = {outcome.name: outcome for outcome in late}
+        for outcome, inline in zip(late, self._late.inline, strict=True):
             if outcome.status is RunStatus.OK:
-                outcome.reason = DEFERRED_NOTE
+                outcome.reason = INLINE_NOTE if inline else DEFERRED_NOTE
         outcomes = [done.get(outcome.name, outcome) for outcome in self._outcomes]
         final = self._shield._assemble(self._plan, outcomes)
         diverged = (final.blocked and not self.gate.blocked) or _sanitized(final) != _sanitized(

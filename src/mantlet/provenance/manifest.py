@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from mantlet import __version__
+from mantlet.core.canonical import canonical_json
 from mantlet.crypto.signing import SigningKey
 
 __all__ = [
@@ -62,7 +62,7 @@ def tool_calls_sha256(calls: Sequence[Mapping[str, Any]]) -> str:
         function = call.get("function")
         source = function if isinstance(function, Mapping) else call
         named.append({"name": source.get("name", ""), "arguments": source.get("arguments", "")})
-    return hashlib.sha256(rfc8785.dumps(named)).hexdigest()
+    return hashlib.sha256(canonical_json(named)).hexdigest()
 
 
 def build_manifest(
@@ -126,7 +126,9 @@ def _private_jwk(key: SigningKey) -> OKPKey:
 def sign_manifest(manifest: Mapping[str, Any], key: SigningKey) -> str:
     jwk = _private_jwk(key)
     header = {"alg": "Ed25519", "kid": key.kid, "typ": MANIFEST_TYPE}
-    return jws.serialize_compact(header, rfc8785.dumps(dict(manifest)), jwk, algorithms=["Ed25519"])
+    return jws.serialize_compact(
+        header, canonical_json(dict(manifest)), jwk, algorithms=["Ed25519"]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,7 @@ def verify_manifest(
         raise ManifestError("manifest payload is not JSON") from None
     if not isinstance(manifest, dict) or manifest.get("spec") != SPEC:
         raise ManifestError("manifest payload is not a Mantlet provenance manifest")
-    if rfc8785.dumps(manifest) != payload:
+    if canonical_json(manifest) != payload:
         raise ManifestError("manifest payload is not canonical JSON (RFC 8785)")
     hashes = manifest.get("choices_sha256")
     if not isinstance(hashes, list) or not hashes:

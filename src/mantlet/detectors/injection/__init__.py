@@ -134,6 +134,13 @@ class InjectionDetector:
         """Without the model it is normalization and RE2: cheap enough inline."""
         return not self._options.use_model
 
+    @property
+    def gil_bound(self) -> bool:
+        """The lexical model is Python and small numpy products: a worker
+        thread gives it no parallelism (see ``pipeline.runner``). ONNX
+        Runtime, which the other kinds use, runs outside the lock."""
+        return self._options.model_kind == "lexical"
+
     def without_slow_layer(self) -> InjectionDetector:
         """Normalization and rules only (see ``LayeredDetector``)."""
         if self._rules_only is None:
