@@ -802,9 +802,15 @@ MODEL_ONLY_INJECTION = (
 )
 
 
-def overlap_client(keys: KeyStore, upstream: FixedProvider, *, overlap: bool) -> TestClient:
+def overlap_client(
+    keys: KeyStore, upstream: FixedProvider, *, overlap: bool, busy: bool = True
+) -> TestClient:
+    """``busy``: another request counts as open, as under load; alone, the
+    GIL-bound lexical model runs in the gate instead (``Gateway.alone``)."""
     configured = settings().model_copy(update={"overlap_flag_only": overlap})
-    return TestClient(create_app(configured, keys=keys, providers={"echo": upstream}))
+    app = create_app(configured, keys=keys, providers={"echo": upstream})
+    app.state.gateway.open_requests += int(busy)
+    return TestClient(app)
 
 
 @pytest.mark.parametrize("overlap", [True, False])
@@ -819,18 +825,22 @@ def test_flag_only_model_verdict_is_the_same_with_or_without_overlap(
     assert len(upstream.requests) == 1
 
 
-@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize(("overlap", "busy"), [(True, True), (True, False), (False, True)])
 def test_a_failing_flag_only_layer_withholds_the_answer(
-    keys: KeyStore, app_key: str, overlap: bool, break_injection_model: Callable[[], None]
+    keys: KeyStore,
+    app_key: str,
+    overlap: bool,
+    busy: bool,
+    break_injection_model: Callable[[], None],
 ) -> None:
     upstream = FixedProvider("echo", "the answer")
-    with overlap_client(keys, upstream, overlap=overlap) as client:
+    with overlap_client(keys, upstream, overlap=overlap, busy=busy) as client:
         break_injection_model()
         response = chat(client, app_key, "What is the capital of France, please?")
     assert_openai_error(response, 400, "content_blocked")
     assert "the answer" not in response.text
     # Overlapped, the upstream had already been asked; otherwise it never is.
-    assert len(upstream.requests) == (1 if overlap else 0)
+    assert len(upstream.requests) == (1 if overlap and busy else 0)
 
 
 def test_a_stream_waits_for_the_deferred_layer_before_its_first_event(

@@ -421,8 +421,9 @@ def create_app(
         principal = getattr(state, "principal", None)
         if principal is not None and getattr(state, "in_flight", False):
             gateway.quotas.leave(principal)
-        gateway.metrics.requests.labels(outcome.route, str(outcome.status)).inc()
-        gateway.metrics.latency.labels(outcome.route).observe(outcome.total_ms / 1000)
+        metrics = gateway.metrics
+        metrics.child(metrics.requests, outcome.route, str(outcome.status)).inc()
+        metrics.child(metrics.latency, outcome.route).observe(outcome.total_ms / 1000)
         if outcome.status == 429 and "x-mantlet-upstream-status" not in outcome.headers:
             gateway.metrics.limit_rejections.inc()  # ours, not an upstream's passed on
         # One JSON line per request: identifiers, outcome and timings, never content.

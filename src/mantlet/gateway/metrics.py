@@ -4,6 +4,8 @@ never tenants' content."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from mantlet.core.types import Verdict
@@ -62,14 +64,25 @@ class Metrics:
             "Requests refused by a rate limit or budget.",
             registry=self.registry,
         )
+        # Labelled children by (metric, labels): ``labels()`` takes a lock and
+        # validates on every call, a dozen times a request; the label sets
+        # are few (detectors, kinds, actions, routes, statuses).
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def observe_verdict(self, verdict: Verdict) -> None:
-        self.verdicts.labels(verdict.side.value, verdict.action.value).inc()
+        self.child(self.verdicts, verdict.side.value, verdict.action.value).inc()
         for finding in verdict.findings:
             action = finding.action.value if finding.action else "none"
-            self.findings.labels(finding.detector, finding.kind, action).inc()
+            self.child(self.findings, finding.detector, finding.kind, action).inc()
         for report in verdict.reports:
-            self.detector_runs.labels(report.detector, report.status.value).inc()
+            self.child(self.detector_runs, report.detector, report.status.value).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

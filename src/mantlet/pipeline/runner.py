@@ -210,26 +210,11 @@ class Launched:
     jobs: list[Job]
     futures: list[concurrent.futures.Future[Outcome]]
     started: float
-    # Which jobs ran on the caller's thread before ``launch`` returned.
-    inline: list[bool] = field(default_factory=list)
 
 
-def launch(
-    executor: concurrent.futures.Executor, jobs: Sequence[Job], alone: bool = False
-) -> Launched:
-    """Submits the jobs; those that run inline (``runs_inline``) are done
-    before this returns."""
-    started = time.monotonic()
-    futures: list[concurrent.futures.Future[Outcome]] = []
-    inline = [runs_inline(job, alone) for job in jobs]
-    for job, here in zip(jobs, inline, strict=True):
-        if here:
-            done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
-            done.set_result(run_job(job))
-            futures.append(done)
-        else:
-            futures.append(executor.submit(run_job, job))
-    return Launched(list(jobs), futures, started, inline)
+def launch(executor: concurrent.futures.Executor, jobs: Sequence[Job]) -> Launched:
+    futures = [executor.submit(run_job, job) for job in jobs]
+    return Launched(list(jobs), futures, time.monotonic())
 
 
 async def collect(launched: Launched) -> list[Outcome]:
@@ -243,10 +228,9 @@ async def collect(launched: Launched) -> list[Outcome]:
             future.cancel()
             return _timed_out(job)
 
-    futures = launched.futures
-    if all(future.done() and not future.cancelled() for future in futures):
-        return [future.result() for future in futures]  # ran inline: no tasks to gather
-    pairs = zip(launched.jobs, futures, strict=True)
+    if not launched.jobs:
+        return []
+    pairs = zip(launched.jobs, launched.futures, strict=True)
     return list(await asyncio.gather(*(wait(job, future) for job, future in pairs)))
 
 
@@ -264,8 +248,7 @@ async def run_gate(
     alone: bool = False,
 ) -> tuple[list[Outcome], Launched]:
     """Runs ``jobs`` to completion and launches ``later`` without waiting
-    (``alone``: see ``runs_inline``; a later job that runs inline is done
-    before the gate's verdict, which then has nothing to overlap).
+    (``alone``: see ``runs_inline``).
 
     ``later`` starts after the inline jobs: on a small CPU a model thread
     starting first would make them queue for the GIL behind its tokenizing."""
@@ -273,7 +256,7 @@ async def run_gate(
     threaded = [i for i, here in enumerate(inline) if not here]
     launched = launch(executor, [jobs[i] for i in threaded])
     outcomes = [run_job(job) if here else None for job, here in zip(jobs, inline, strict=True)]
-    deferred = launch(executor, later, alone)
+    deferred = launch(executor, later)
     for i, outcome in zip(threaded, await collect(launched), strict=True):
         outcomes[i] = outcome
     return [outcome for outcome in outcomes if outcome is not None], deferred

@@ -42,7 +42,16 @@ from mantlet.pipeline.redaction import (
     apply_regions,
     merge_regions,
 )
-from mantlet.pipeline.runner import Job, Launched, Outcome, collect, run_async, run_gate, run_sync
+from mantlet.pipeline.runner import (
+    Job,
+    Launched,
+    Outcome,
+    collect,
+    run_async,
+    run_gate,
+    run_sync,
+    runs_inline,
+)
 from mantlet.policy.loader import DEFAULT_PROFILE, load_policy
 from mantlet.policy.model import OnError, Policy
 
@@ -52,7 +61,6 @@ if TYPE_CHECKING:
 Content = str | Sequence[Mapping[str, Any]]
 log = logging.getLogger(__name__)
 DEFERRED_NOTE = "flag-only layer; ran alongside the upstream call"
-INLINE_NOTE = "flag-only layer; ran before the upstream call (nothing else was waiting)"
 # The finding that records an image, audio or file item no detector read.
 MEDIA_DETECTOR, UNSCANNED_MEDIA = "media", "UNSCANNED_MEDIA"
 
@@ -184,14 +192,14 @@ class Shield:
         policy may block or redact on; slow layers whose findings it only
         flags keep running in worker threads, and ``final()`` adds them.
         Without such layers the gate is already the final verdict. With
-        ``alone`` (see ``acheck_output``) a GIL-bound slow layer on a short
-        text runs at once instead: a thread would only add its hops."""
+        ``alone`` (see ``acheck_output``) a GIL-bound detector on a short
+        text runs whole in the gate instead: a thread would only add hops."""
         plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         gate_jobs, late_jobs = [], []
         for job in plan.jobs:
             fast = self._fast.get(job.name)
-            if fast is None:
-                gate_jobs.append(job)
+            if fast is None or runs_inline(job, alone):
+                gate_jobs.append(job)  # nothing to overlap, or nothing to gain by it
             else:
                 late_jobs.append(job)
                 gate_jobs.append(dataclasses.replace(job, detector=fast))
@@ -351,11 +359,10 @@ class StagedCheck:
         request already went out with, it blocks (fail closed)."""
         if self._final is not None:
             return self._final
-        late = await collect(self._late)
-        done = {outcome.name: outcome for outcome in late}
-        for outcome, inline in zip(late, self._late.inline, strict=True):
+        done = {outcome.name: outcome for outcome in await collect(self._late)}
+        for outcome in done.values():
             if outcome.status is RunStatus.OK:
-                outcome.reason = INLINE_NOTE if inline else DEFERRED_NOTE
+                outcome.reason = DEFERRED_NOTE
         outcomes = [done.get(outcome.name, outcome) for outcome in self._outcomes]
         final = self._shield._assemble(self._plan, outcomes)
         diverged = (final.blocked and not self.gate.blocked) or _sanitized(final) != _sanitized(
