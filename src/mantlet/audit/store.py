@@ -184,8 +184,8 @@ class AuditLog:
                 )
                 seqs.append(seq)
                 prev = leaf
-            conn.execute(records_table.insert(), rows)
-            conn.execute(nodes_table.insert(), nodes)
+            conn.execute(_INSERT_RECORD, rows)
+            conn.execute(_INSERT_NODES, nodes)
             conn.execute(
                 _UPDATE_HEAD,
                 {
@@ -359,6 +359,8 @@ _READ_HEAD = sa.select(head_table.c.size, head_table.c.frontier, head_table.c.la
     head_table.c.id == 1
 )
 _UPDATE_HEAD = head_table.update().where(head_table.c.id == 1)
+_INSERT_RECORD = records_table.insert()
+_INSERT_NODES = nodes_table.insert()
 
 
 def _create_engine(url: str, *, background_wal: bool = False) -> Engine:

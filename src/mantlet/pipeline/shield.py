@@ -359,6 +359,9 @@ class StagedCheck:
         request already went out with, it blocks (fail closed)."""
         if self._final is not None:
             return self._final
+        if not self._late.jobs:  # nothing was deferred: the gate is the verdict
+            self._final = self.gate
+            return self.gate
         done = {outcome.name: outcome for outcome in await collect(self._late)}
         for outcome in done.values():
             if outcome.status is RunStatus.OK:
