@@ -13,10 +13,17 @@ upstream share the CPUs, so absolute figures are pessimistic; compare rows.
 
 ``--serial`` adds a second Mantlet with ``overlap_flag_only: false``: the
 flag-only injection model then runs before the upstream call instead of
-alongside it. ``--upstream-delay-ms`` makes the fake upstream take that long
-to answer, as a real model does; ``--prompt-chars`` pads the user message
-with benign prose (a pasted document, say) to that length. ``--responses``
-also sends the same requests to the first Mantlet's ``/v1/responses``.
+alongside it. ``--floor`` adds a bare pass-through proxy (uvicorn, one pooled
+httpx client, no auth, limits, detectors or audit): what a Python proxy hop
+alone adds on this machine, a lower bound for any gateway written like this
+one. ``--baseline SRC`` adds a Mantlet run from another checkout's ``src``
+(on ``PYTHONPATH``); with ``--paired N`` the two then answer N sequential
+requests each, alternating, and the median of the per-pair differences is
+printed: slow drifts of a shared machine cancel out of it.
+``--upstream-delay-ms`` makes the fake upstream take that long to answer, as
+a real model does; ``--prompt-chars`` pads the user message with benign
+prose (a pasted document, say) to that length. ``--responses`` also sends
+the same requests to the first Mantlet's ``/v1/responses``.
 
 "+p50"/"+p99" are the latency added over calling the upstream directly at the
 same concurrency; "srv" is Mantlet's own x-mantlet-overhead-ms header (time
@@ -30,6 +37,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +71,34 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": BODY})
+"""
+# A proxy that does nothing but forward (the --floor target).
+FLOOR_APP = """
+import os, httpx
+UPSTREAM = os.environ["BENCH_UPSTREAM"]
+client = None
+async def app(scope, receive, send):
+    global client
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                client = httpx.AsyncClient(base_url=UPSTREAM)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    answer = await client.post("/chat/completions", content=body,
+                               headers={"content-type": "application/json"})
+    await send({"type": "http.response.start", "status": answer.status_code,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": answer.content})
 """
 
 
@@ -162,9 +198,10 @@ def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
 
 
 def start_mantlet(
-    folder: Path, upstream: str, overrides: dict[str, Any]
+    folder: Path, upstream: str, overrides: dict[str, Any], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str, str]:
-    """A gateway on its own state folder; returns (process, URL, API key)."""
+    """A gateway on its own state folder; returns (process, URL, API key).
+    ``env`` (``PYTHONPATH`` for ``--baseline``) applies to the key and the server."""
     folder.mkdir(parents=True)
     config = folder / "gateway.yaml"
     settings = {
@@ -180,13 +217,37 @@ def start_mantlet(
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     port = free_port()
     command = ["serve", "--config", str(config), "--data-dir", str(data), "--port", str(port)]
-    process = start([str(BIN / "mantlet"), *command])
+    process = start([str(BIN / "mantlet"), *command], env)
     wait_ready(f"http://127.0.0.1:{port}/healthz")
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     return process, url, json.loads(created.stdout)["key"]
+
+
+async def paired(targets: dict[str, tuple[str, str | None]], pairs: int) -> dict[str, list[float]]:
+    """Sequential requests, each pair sent to every target in turn (the
+    order flipping every pair); returns each target's latencies."""
+    names = list(targets)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    nonce = time.time_ns()
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        for i in range(pairs):
+            prompt = f"{PROMPT} Reference {nonce}-{i}."
+            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+            for name in names if i % 2 == 0 else names[::-1]:
+                url, key = targets[name]
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                started = time.perf_counter()
+                response = await client.post(
+                    url, json={"model": "bench", "messages": messages}, headers=headers
+                )
+                latencies[name].append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{name} answered HTTP {response.status_code}")
+    return latencies
 
 
 def litellm_python(base: Path) -> Path:
@@ -215,6 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-chars", type=int, default=0)
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[1, 16, 64], help="levels to measure"
+    )
+    parser.add_argument("--floor", action="store_true", help="also a bare pass-through proxy")
+    parser.add_argument(
+        "--baseline", type=Path, help="also a Mantlet from this src folder (an older checkout)"
+    )
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --baseline: N alternating request pairs, median difference",
     )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mantlet-bench-"))
@@ -248,8 +320,36 @@ def main(argv: list[str] | None = None) -> int:
         variants = {"mantlet": {}}
         if args.serial:
             variants["serial"] = {"overlap_flag_only": False}
+        if args.floor:
+            (work / "floor_proxy.py").write_text(FLOOR_APP)
+            floor_port = free_port()
+            processes.append(
+                start(
+                    [
+                        str(BIN / "python"),
+                        "-m",
+                        "uvicorn",
+                        "floor_proxy:app",
+                        "--port",
+                        str(floor_port),
+                        "--log-level",
+                        "error",
+                        "--app-dir",
+                        str(work),
+                    ],
+                    env={"BENCH_UPSTREAM": upstream},
+                )
+            )
+            wait_ready(f"http://127.0.0.1:{floor_port}/")
+            targets["floor"] = (f"http://127.0.0.1:{floor_port}/v1/chat/completions", None)
+        environments: dict[str, dict[str, str] | None] = {"mantlet": None}
+        if args.baseline:
+            variants["baseline"] = {}
+            environments["baseline"] = {"PYTHONPATH": str(args.baseline.resolve())}
         for name, overrides in variants.items():
-            process, url, key = start_mantlet(work / name, upstream, overrides)
+            process, url, key = start_mantlet(
+                work / name, upstream, overrides, environments.get(name)
+            )
             processes.append(process)
             targets[name] = (url, key)
             if name == "mantlet" and args.responses:  # same gateway, /v1/responses
@@ -296,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
                 "sk-bench-master",
             )
 
+        if args.baseline and args.paired:
+            pair = {name: targets[name] for name in ("baseline", "mantlet")}
+            asyncio.run(paired(pair, 100))  # warm up
+            others = {name: targets[name] for name in ("direct", "floor") if name in targets}
+            latencies = asyncio.run(paired({**others, **pair}, args.paired))
+            return _print_paired(latencies, args.json)
         report: dict[str, dict[str, Any]] = {}
         for name, (url, credential) in targets.items():
             asyncio.run(load(url, credential, 4, 40, args.prompt_chars))  # warm up
@@ -336,6 +442,40 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name:10s} {concurrency:>5s} {row['rps']:8.1f} {row['p50_ms']:8.2f} "
                 f"{row['p95_ms']:8.2f} {row['p99_ms']:8.2f}{extra} {row['errors']:6.0f}"
             )
+    return 0
+
+
+def _print_paired(latencies: dict[str, list[float]], as_json: bool) -> int:
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    differences = [
+        new - old for old, new in zip(latencies["baseline"], latencies["mantlet"], strict=True)
+    ]
+    figures = {
+        name: {"p50_ms": pct(values, 50), "p95_ms": pct(values, 95), "p99_ms": pct(values, 99)}
+        for name, values in latencies.items()
+    }
+    for name in figures.keys() - {"direct"}:
+        figures[name]["added_p50_ms"] = figures[name]["p50_ms"] - figures["direct"]["p50_ms"]
+        figures[name]["added_p99_ms"] = figures[name]["p99_ms"] - figures["direct"]["p99_ms"]
+    summary = {
+        "pairs": len(differences),
+        "targets": figures,
+        "mantlet_minus_baseline_median_ms": statistics.median(differences),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{'target':10s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'+p50':>7s} {'+p99':>7s}")
+    for name, row in figures.items():
+        added = "".join(
+            f" {row[k]:7.2f}" if k in row else f" {'':7s}" for k in ("added_p50_ms", "added_p99_ms")
+        )
+        print(f"{name:10s} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} {row['p99_ms']:8.2f}{added}")
+    median = summary["mantlet_minus_baseline_median_ms"]
+    print(f"mantlet - baseline, median of {len(differences)} pairs: {median:+.2f} ms")
     return 0
 
 
