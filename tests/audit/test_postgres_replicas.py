@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,5 +82,29 @@ def test_two_gateways_share_one_gap_free_log(
         # 200 answers, 2 start-up records, 1 key creation from the CLI.
         assert len(seqs) == 203
         assert set(indices) <= set(seqs)
+    finally:
+        trail.close()
+
+
+async def test_appends_to_postgres_never_run_on_the_event_loop(tmp_path: Path) -> None:
+    # ``inline`` is only for SQLite: a network database that stalls must not
+    # stall the gateway's event loop with it.
+    if not POSTGRES:
+        if REQUIRED:
+            pytest.fail("MANTLET_TEST_POSTGRES_URL missing although MANTLET_REQUIRE_SERVICES=1")
+        pytest.skip("postgres not available (set MANTLET_TEST_POSTGRES_URL; .ci/run does)")
+    config = tmp_path / "gateway.yaml"
+    state = str(tmp_path / "state")
+    config.write_text(json.dumps({"data_dir": state, "database_url": fresh_database(POSTGRES)}))
+    trail = Accountability.open(load_settings(config))
+    threads: list[str] = []
+    try:
+        seq = await trail.append(
+            {"type": "request"},
+            lambda conn, seq: threads.append(threading.current_thread().name),
+            inline=True,
+        )
+        assert seq == 0
+        assert threads and threads[0] != threading.current_thread().name
     finally:
         trail.close()

@@ -125,8 +125,12 @@ class Accountability:
         """Appends and waits until the record is committed; raises
         AuditUnavailable if it could not be. ``inline``: the caller is the
         only request open, so with no batch forming the write runs on the
-        event loop, sparing two thread hops that nobody else could use."""
-        if inline and not self._pending and (self._flusher is None or self._flusher.done()):
+        event loop, sparing two thread hops that nobody else could use.
+        Only on SQLite, a local file: a network database that stalls would
+        stall the loop with it (health checks included), so its writes
+        always go through the committer's thread."""
+        idle = not self._pending and (self._flusher is None or self._flusher.done())
+        if inline and idle and self.log.engine.dialect.name == "sqlite":
             try:
                 return self._write([(record, extra)])[0]
             except Exception as exc:  # noqa: BLE001 - fail closed, as the batched path does
