@@ -803,14 +803,20 @@ MODEL_ONLY_INJECTION = (
 
 
 def overlap_client(
-    keys: KeyStore, upstream: FixedProvider, *, overlap: bool, busy: bool = True
+    keys: KeyStore, upstream: FixedProvider, *, overlap: bool, kind: str = "minilm"
 ) -> TestClient:
-    """``busy``: another request counts as open, as under load; alone, the
-    GIL-bound lexical model runs in the gate instead (``Gateway.alone``)."""
-    configured = settings().model_copy(update={"overlap_flag_only": overlap})
-    app = create_app(configured, keys=keys, providers={"echo": upstream})
-    app.state.gateway.open_requests += int(busy)
-    return TestClient(app)
+    """The injection model of ``kind``. Only a layer that releases the GIL
+    (the MiniLM kind on ONNX Runtime) is overlapped with the upstream call;
+    the default lexical model runs whole before it (``runner.runs_inline``)."""
+    policy = Path(f"policy-{kind}.yaml")  # the working directory is the test's own
+    policy.write_text(
+        f"version: 1\nextends: balanced\ndetectors:\n  injection:\n"
+        f"    options: {{model_kind: {kind}}}\n"
+    )
+    configured = settings().model_copy(
+        update={"overlap_flag_only": overlap, "policy": str(policy.resolve())}
+    )
+    return TestClient(create_app(configured, keys=keys, providers={"echo": upstream}))
 
 
 @pytest.mark.parametrize("overlap", [True, False])
@@ -825,22 +831,24 @@ def test_flag_only_model_verdict_is_the_same_with_or_without_overlap(
     assert len(upstream.requests) == 1
 
 
-@pytest.mark.parametrize(("overlap", "busy"), [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize(
+    ("overlap", "kind"), [(True, "minilm"), (False, "minilm"), (True, "lexical")]
+)
 def test_a_failing_flag_only_layer_withholds_the_answer(
     keys: KeyStore,
     app_key: str,
     overlap: bool,
-    busy: bool,
+    kind: str,
     break_injection_model: Callable[[], None],
 ) -> None:
     upstream = FixedProvider("echo", "the answer")
-    with overlap_client(keys, upstream, overlap=overlap, busy=busy) as client:
+    with overlap_client(keys, upstream, overlap=overlap, kind=kind) as client:
         break_injection_model()
         response = chat(client, app_key, "What is the capital of France, please?")
     assert_openai_error(response, 400, "content_blocked")
     assert "the answer" not in response.text
     # Overlapped, the upstream had already been asked; otherwise it never is.
-    assert len(upstream.requests) == (1 if overlap and busy else 0)
+    assert len(upstream.requests) == (1 if overlap and kind == "minilm" else 0)
 
 
 def test_a_stream_waits_for_the_deferred_layer_before_its_first_event(
@@ -889,7 +897,7 @@ def test_the_input_verdict_is_recorded_once(
 
 
 @pytest.mark.parametrize("route", ["/v1/completions", "/v1/embeddings"])
-def test_plain_prompt_routes_overlap_and_fail_closed_too(
+def test_plain_prompt_routes_flag_and_fail_closed_too(
     keys: KeyStore, app_key: str, route: str, break_injection_model: Callable[[], None]
 ) -> None:
     field = "prompt" if route == "/v1/completions" else "input"

@@ -23,7 +23,7 @@ from mantlet.core.types import (
     Verdict,
 )
 from mantlet.errors import DetectorError, InvalidInputError, PolicyError
-from mantlet.pipeline.runner import ALONE_INLINE_CHARS, INLINE_CHARS
+from mantlet.pipeline.runner import GIL_BOUND_INLINE_CHARS, INLINE_CHARS
 from mantlet.pipeline.shield import Shield
 from mantlet.policy import Policy
 
@@ -576,12 +576,9 @@ def test_light_detectors_run_inline_on_short_texts_only(
     assert (threads["light"] == caller) is (size <= INLINE_CHARS)
 
 
-@pytest.mark.parametrize(
-    ("alone", "size", "inline"),
-    [(True, 100, True), (True, ALONE_INLINE_CHARS + 1, False), (False, 100, False)],
-)
-async def test_gil_bound_detectors_run_inline_only_when_the_caller_is_alone(
-    make_shield, register_detector, alone: bool, size: int, inline: bool
+@pytest.mark.parametrize("size", [100, GIL_BOUND_INLINE_CHARS + 1])
+def test_gil_bound_detectors_run_inline_on_short_texts_only(
+    make_shield, register_detector, check: Check, size: int
 ) -> None:
     threads: dict[str, str] = {}
 
@@ -597,27 +594,11 @@ async def test_gil_bound_detectors_run_inline_only_when_the_caller_is_alone(
     shield = make_shield(policy(**{bound: {"action": "flag"}, other: {"action": "flag"}}))
     for side in (Side.INPUT, Side.OUTPUT):
         threads.clear()
-        method = shield.acheck_input if side is Side.INPUT else shield.acheck_output
-        verdict = await method("x" * size, alone=alone)
+        verdict = check(shield, "x" * size, side=side)
         assert [r.status for r in verdict.reports] == [RunStatus.OK, RunStatus.OK]
         caller = threading.current_thread().name
-        assert threads["other"] != caller  # never inline: it did not say it is GIL-bound
-        assert (threads["bound"] == caller) is inline
-
-
-def test_a_synchronous_caller_counts_as_alone(make_shield, register_detector) -> None:
-    threads: list[str] = []
-
-    def detect(text: str, ctx: ScanContext) -> list[Finding]:
-        threads.append(threading.current_thread().name)
-        return []
-
-    bound = register_detector("test_gil_bound_sync", detect, gil_bound=True)
-    shield = make_shield(policy(**{bound: {}}))
-    shield.check_input("short text")
-    shield.check_input("x" * (ALONE_INLINE_CHARS + 1))
-    caller = threading.current_thread().name
-    assert threads[0] == caller and threads[1] != caller
+        assert threads["other"] != caller  # never inline: it said neither light nor GIL-bound
+        assert (threads["bound"] == caller) is (size <= GIL_BOUND_INLINE_CHARS)
 
 
 def test_concurrent_checks_on_one_shield_do_not_share_state(make_shield) -> None:

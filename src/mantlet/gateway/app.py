@@ -108,9 +108,9 @@ class Gateway:
 
     @property
     def alone(self) -> bool:
-        """Only the asking request is open: work that a thread would only
-        slow down (GIL-bound detectors, the audit write) may run on the
-        event loop, since no other request is waiting on it."""
+        """Only the asking request is open: the audit write may run on the
+        event loop, since no other request is waiting on it (under load,
+        writes are batched by the committer's thread instead)."""
         return self.open_requests <= 1
 
     def max_body_bytes(self, tenant: str) -> int:
@@ -156,7 +156,7 @@ class Gateway:
     ) -> StagedCheck:
         """The input check's gate; ``finish_input`` gives the whole verdict."""
         return await self.shield_for(tenant).astart_input(
-            content, tenant=tenant, metadata=metadata, fields=fields, alone=self.alone
+            content, tenant=tenant, metadata=metadata, fields=fields
         )
 
     async def finish_input(self, check: StagedCheck) -> Verdict:
@@ -184,7 +184,7 @@ class Gateway:
     ) -> Verdict:
         """The whole input verdict at once (``/v1/scan``: no upstream call to overlap)."""
         verdict = await self.shield_for(tenant).acheck_input(
-            content, documents=documents, fields=fields, tenant=tenant, alone=self.alone
+            content, documents=documents, fields=fields, tenant=tenant
         )
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)
@@ -194,7 +194,7 @@ class Gateway:
         self, content: Any, tenant: str, metadata: Mapping[str, Any] | None = None
     ) -> Verdict:
         verdict = await self.shield_for(tenant).acheck_output(
-            content, tenant=tenant, metadata=metadata, alone=self.alone
+            content, tenant=tenant, metadata=metadata
         )
         self.metrics.observe_verdict(verdict)
         _note_verdict(verdict)

@@ -158,11 +158,9 @@ class Shield:
         fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        alone: bool = False,
     ) -> Verdict:
-        """``alone``: see ``acheck_output``."""
         plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
-        return self._assemble(plan, await run_async(self._executor, plan.jobs, alone))
+        return self._assemble(plan, await run_async(self._executor, plan.jobs))
 
     async def acheck_output(
         self,
@@ -170,12 +168,9 @@ class Shield:
         *,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        alone: bool = False,
     ) -> Verdict:
-        """``alone``: nothing else in the process waits on the event loop, so
-        GIL-bound detectors may run on it (see ``runner.runs_inline``)."""
         plan = self._plan(content, None, Side.OUTPUT, tenant, metadata)
-        return self._assemble(plan, await run_async(self._executor, plan.jobs, alone))
+        return self._assemble(plan, await run_async(self._executor, plan.jobs))
 
     async def astart_input(
         self,
@@ -185,25 +180,25 @@ class Shield:
         fields: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        alone: bool = False,
     ) -> StagedCheck:
         """The input check in two stages, for a caller with other work to
         overlap (the gateway's upstream call). ``gate`` holds everything the
         policy may block or redact on; slow layers whose findings it only
         flags keep running in worker threads, and ``final()`` adds them.
-        Without such layers the gate is already the final verdict. With
-        ``alone`` (see ``acheck_output``) a GIL-bound detector on a short
-        text runs whole in the gate instead: a thread would only add hops."""
+        Without such layers the gate is already the final verdict. A layered
+        detector that runs on the caller's thread anyway (GIL-bound, short
+        text: ``runner.runs_inline``) runs whole in the gate instead: in a
+        thread it would overlap nothing, the GIL being held."""
         plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         gate_jobs, late_jobs = [], []
         for job in plan.jobs:
             fast = self._fast.get(job.name)
-            if fast is None or runs_inline(job, alone):
+            if fast is None or runs_inline(job):
                 gate_jobs.append(job)  # nothing to overlap, or nothing to gain by it
             else:
                 late_jobs.append(job)
                 gate_jobs.append(dataclasses.replace(job, detector=fast))
-        outcomes, late = await run_gate(self._executor, gate_jobs, late_jobs, alone)
+        outcomes, late = await run_gate(self._executor, gate_jobs, late_jobs)
         return StagedCheck(self, plan, outcomes, late)
 
     def close(self) -> None:
