@@ -15,11 +15,10 @@ event loop.
 GIL-bound detectors (``gil_bound = True``: pure Python or small numpy work
 that never releases the interpreter lock) gain no parallelism from a thread,
 only its hops, so on texts up to a few thousand characters they run on the
-caller's thread too. Measured on the gateway (bench/results/
-gateway_overhead.md, run 21): 24-48 % more requests per second at
-concurrency 16 than with the lexical injection model in a worker thread,
-and 0.6-0.9 ms less per request at concurrency 1. Longer texts keep their
-worker thread, so the event loop is never held for long.
+caller's thread too: with the lexical injection model there instead of in a
+worker thread, the gateway served 24-48 % more requests per second at
+concurrency 16 (bench/results/gateway_overhead.md, run 21). Longer texts
+keep their worker thread, so the event loop is never held for long.
 """
 
 from __future__ import annotations
