@@ -266,8 +266,8 @@ class GatewaySettings(BaseModel):
         description="Chat, completions and embeddings: run detector layers whose findings"
         " the policy only flags (the injection model in the balanced profile) while the"
         " upstream answers, instead of before; the verdict, audit record and headers are"
-        " the same, and a layer that fails withholds the answer (fail closed). A request"
-        " alone in the process runs GIL-bound layers (the lexical model) first anyway.",
+        " the same, and a layer that fails withholds the answer (fail closed). GIL-bound"
+        " layers on short texts (the lexical model) run first anyway: nothing to overlap.",
     )
     stream_holdback_chars: int = Field(
         256,
