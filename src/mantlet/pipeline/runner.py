@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Light detectors run inline while the job's text stays under this size.
 INLINE_CHARS = 8192
-# GIL-bound ones up to this size: about 8 ms of the lexical injection model.
-GIL_BOUND_INLINE_CHARS = 4096
+# GIL-bound ones up to this size: about 4 ms of the lexical injection model.
+# Longer texts stay in a thread, where a slow upstream's wait hides them.
+GIL_BOUND_INLINE_CHARS = 2048
 
 
 @dataclass(frozen=True, slots=True)

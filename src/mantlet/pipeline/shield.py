@@ -187,8 +187,7 @@ class Shield:
         flags keep running in worker threads, and ``final()`` adds them.
         Without such layers the gate is already the final verdict. A layered
         detector that runs on the caller's thread anyway (GIL-bound, short
-        text: ``runner.runs_inline``) runs whole in the gate instead: in a
-        thread it would overlap nothing, the GIL being held."""
+        text: ``runner.runs_inline``) runs whole in the gate instead."""
         plan = self._plan(content, documents, Side.INPUT, tenant, metadata, fields)
         gate_jobs, late_jobs = [], []
         for job in plan.jobs:
