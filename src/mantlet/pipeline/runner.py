@@ -14,7 +14,7 @@ event loop.
 
 GIL-bound detectors (``gil_bound = True``: pure Python or small numpy work
 that never releases the interpreter lock) gain no parallelism from a thread,
-only its hops, so on texts up to a few thousand characters they run on the
+only its hops, so on texts up to ``GIL_BOUND_INLINE_CHARS`` they run on the
 caller's thread too: with the lexical injection model there instead of in a
 worker thread, the gateway served 24-48 % more requests per second at
 concurrency 16 (bench/results/gateway_overhead.md, run 21). Longer texts
