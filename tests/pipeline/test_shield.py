@@ -550,9 +550,12 @@ async def test_async_checks_do_not_block_the_event_loop(make_shield, register_de
     assert report(second, name).status is RunStatus.OK
 
 
-@pytest.mark.parametrize("size", [100, 20_000])
-def test_light_detectors_run_inline_on_short_texts_only(
-    make_shield, register_detector, check: Check, size: int
+@pytest.mark.parametrize(
+    ("flag", "limit"), [("light", INLINE_CHARS), ("gil_bound", GIL_BOUND_INLINE_CHARS)]
+)
+@pytest.mark.parametrize("longer", [False, True])
+def test_light_and_gil_bound_detectors_run_inline_on_short_texts_only(
+    make_shield, register_detector, check: Check, flag: str, limit: int, longer: bool
 ) -> None:
     threads: dict[str, str] = {}
 
@@ -563,42 +566,20 @@ def test_light_detectors_run_inline_on_short_texts_only(
 
         return detect
 
-    light = register_detector("test_light", where("light"), light=True)
+    cheap = register_detector("test_cheap", where("cheap"), **{flag: True})
     heavy = register_detector("test_heavy", where("heavy"))
-    shield = make_shield(policy(**{light: {"action": "flag"}, heavy: {"action": "flag"}}))
-    verdict = check(shield, "x" * size)
-    assert [(r.detector, r.status) for r in verdict.reports] == [
-        (light, RunStatus.OK),
-        (heavy, RunStatus.OK),
-    ]
-    caller = threading.current_thread().name
-    assert threads["heavy"] != caller
-    assert (threads["light"] == caller) is (size <= INLINE_CHARS)
-
-
-@pytest.mark.parametrize("size", [100, GIL_BOUND_INLINE_CHARS + 1])
-def test_gil_bound_detectors_run_inline_on_short_texts_only(
-    make_shield, register_detector, check: Check, size: int
-) -> None:
-    threads: dict[str, str] = {}
-
-    def where(label: str) -> Callable[[str, ScanContext], list[Finding]]:
-        def detect(text: str, ctx: ScanContext) -> list[Finding]:
-            threads[label] = threading.current_thread().name
-            return [Finding("x", "SEEN", 0, 1, 1.0)]
-
-        return detect
-
-    bound = register_detector("test_gil_bound", where("bound"), gil_bound=True)
-    other = register_detector("test_other", where("other"))
-    shield = make_shield(policy(**{bound: {"action": "flag"}, other: {"action": "flag"}}))
+    shield = make_shield(policy(**{cheap: {"action": "flag"}, heavy: {"action": "flag"}}))
+    size = limit + 1 if longer else 100
     for side in (Side.INPUT, Side.OUTPUT):
         threads.clear()
         verdict = check(shield, "x" * size, side=side)
-        assert [r.status for r in verdict.reports] == [RunStatus.OK, RunStatus.OK]
+        assert [(r.detector, r.status) for r in verdict.reports] == [
+            (cheap, RunStatus.OK),
+            (heavy, RunStatus.OK),
+        ]
         caller = threading.current_thread().name
-        assert threads["other"] != caller  # never inline: it said neither light nor GIL-bound
-        assert (threads["bound"] == caller) is (size <= GIL_BOUND_INLINE_CHARS)
+        assert threads["heavy"] != caller  # it said neither light nor GIL-bound
+        assert (threads["cheap"] == caller) is not longer
 
 
 def test_concurrent_checks_on_one_shield_do_not_share_state(make_shield) -> None:
