@@ -197,6 +197,18 @@ def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
+def start_asgi(
+    work: Path, module: str, source: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``source`` as ``module`` on uvicorn, ready; returns (process, base URL)."""
+    (work / f"{module}.py").write_text(source)
+    port = free_port()
+    command = ["-m", "uvicorn", f"{module}:app", "--port", str(port), "--log-level", "error"]
+    process = start([str(BIN / "python"), *command, "--app-dir", str(work)], env)
+    wait_ready(f"http://127.0.0.1:{port}/")
+    return process, f"http://127.0.0.1:{port}"
+
+
 def start_mantlet(
     folder: Path, upstream: str, overrides: dict[str, Any], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str, str]:
@@ -292,27 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mantlet-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        (work / "fake_upstream.py").write_text(UPSTREAM_APP)
-        up_port = free_port()
-        processes.append(
-            start(
-                [
-                    str(BIN / "python"),
-                    "-m",
-                    "uvicorn",
-                    "fake_upstream:app",
-                    "--port",
-                    str(up_port),
-                    "--log-level",
-                    "error",
-                    "--app-dir",
-                    str(work),
-                ],
-                env={"BENCH_UPSTREAM_DELAY_MS": str(args.upstream_delay_ms)},
-            )
-        )
-        upstream = f"http://127.0.0.1:{up_port}/v1"
-        wait_ready(f"http://127.0.0.1:{up_port}/")
+        delay = {"BENCH_UPSTREAM_DELAY_MS": str(args.upstream_delay_ms)}
+        process, up_base = start_asgi(work, "fake_upstream", UPSTREAM_APP, delay)
+        processes.append(process)
+        upstream = f"{up_base}/v1"
 
         targets: dict[str, tuple[str, str | None]] = {
             "direct": (f"{upstream}/chat/completions", None)
@@ -321,27 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.serial:
             variants["serial"] = {"overlap_flag_only": False}
         if args.floor:
-            (work / "floor_proxy.py").write_text(FLOOR_APP)
-            floor_port = free_port()
-            processes.append(
-                start(
-                    [
-                        str(BIN / "python"),
-                        "-m",
-                        "uvicorn",
-                        "floor_proxy:app",
-                        "--port",
-                        str(floor_port),
-                        "--log-level",
-                        "error",
-                        "--app-dir",
-                        str(work),
-                    ],
-                    env={"BENCH_UPSTREAM": upstream},
-                )
-            )
-            wait_ready(f"http://127.0.0.1:{floor_port}/")
-            targets["floor"] = (f"http://127.0.0.1:{floor_port}/v1/chat/completions", None)
+            forward_to = {"BENCH_UPSTREAM": upstream}
+            process, floor = start_asgi(work, "floor_proxy", FLOOR_APP, forward_to)
+            processes.append(process)
+            targets["floor"] = (f"{floor}/v1/chat/completions", None)
         environments: dict[str, dict[str, str] | None] = {"mantlet": None}
         if args.baseline:
             variants["baseline"] = {}
