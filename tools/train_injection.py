@@ -18,11 +18,19 @@ Steps, all reproducible (fixed seed):
    look-alikes (tools/injection_generated.py).
 4. Embed every row (all 128-token windows) with the int8 encoder, i.e. the
    exact runtime path, and count every row's hashed word and character
-   n-grams with the runtime's own featurizer (``lexical.py``).
+   n-grams with the runtime's own featurizer (``lexical.py``), for the whole
+   text, its 600-character windows and its runs of sentences
+   (``--sentence-chars``).
 5. For each kind of model (MiniLM head, lexical head, and their mean, the
    ensemble) and each head (prompts: every row alike; documents: documents,
    tool-like text and injected snippets weighted up), pick the threshold on
    out-of-fold scores of the shippable rows (folds by source and category).
+   The lexical threshold is picked on its wide windows; then the logit
+   offset of its runs of sentences, on out-of-fold dilution texts (held-out
+   attacks set into longer held-out benign text, ``diluted_oof``) within a
+   false-positive budget on the long benign training rows. The run length
+   was chosen by running this script with 120 and 320 and comparing those
+   out-of-fold figures (README, "The injection detector").
 6. Leave-one-source-out: every shippable source scored by prompt heads
    trained on the other sources, at those thresholds (a report only).
 7. Train the final heads on all shippable rows, per kind, and score the
@@ -34,6 +42,7 @@ Steps, all reproducible (fixed seed):
 
     python tools/train_injection.py [--datasets ../shared/datasets] [--report FILE]
                                     [--reuse-encoder] [--combined-prompts N]
+                                    [--sentence-chars N]
 """
 
 from __future__ import annotations
@@ -58,8 +67,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from injection_generated import generate_combined_prompts  # noqa: E402
-from injection_lexical import LexicalData, serialise  # noqa: E402
-from mantlet.detectors.injection.lexical import LexicalModel  # noqa: E402
+from injection_lexical import LexicalData, combine, serialise  # noqa: E402
+from mantlet.detectors.injection.lexical import SENTENCE_CHARS, LexicalModel  # noqa: E402
 from mantlet.detectors.injection.model import (  # noqa: E402
     KINDS,
     Encoder,
@@ -280,13 +289,107 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, hard: np.ndarray) -
     return best_t
 
 
+def diluted_oof(
+    fold_models: list[tuple[np.ndarray, Any]],
+    rows: list[dict[str, Any]],
+    texts: list[str],
+    sentence_chars: int,
+    seed: int,
+    per_fold: int = 80,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The dilution check of bench/injection_dilution.py on training data,
+    out of fold: for each fold's lexical model, attacks of 40-300 characters
+    from the held-out fold set at a random sentence boundary of about 1,500
+    or 4,000 characters of the fold's benign texts (200 characters or more),
+    and the same length of its benign texts alone. Generated rows are left
+    out (their parents may sit in another fold). Returns each text's best
+    wide-window and sentence-run logits and its label."""
+    rnd = random.Random(seed)
+    embedded: list[str] = []
+    clean: list[str] = []
+    owners: list[int] = []
+    for fold, (test, _) in enumerate(fold_models):
+        own = [i for i in test if "parents" not in rows[i]]
+        benign = [texts[i] for i in own if rows[i]["label"] == 0 and len(texts[i]) >= 200]
+        attacks = [texts[i] for i in own if rows[i]["label"] == 1 and 40 <= len(texts[i]) <= 300]
+        if len(benign) < 20 or len(attacks) < 20:
+            continue
+        for n in range(per_fold):
+            length = (1500, 4000)[n % 2]
+            filler = _concatenated(rnd, benign, length)
+            cuts = [m.end() for m in _SENTENCE.finditer(filler)] or [len(filler) // 2]
+            cut = rnd.choice(cuts)
+            embedded.append(f"{filler[:cut]}{rnd.choice(attacks)} {filler[cut:]}")
+            clean.append(_concatenated(rnd, benign, length))
+            owners.append(fold)
+    data = LexicalData(embedded + clean, sentence_chars)
+    fold_of = np.array(owners + owners, dtype=np.int64)
+    wide, runs = np.zeros(len(fold_of)), np.zeros(len(fold_of))
+    for fold, (_, model) in enumerate(fold_models):
+        mask = np.where(fold_of == fold)[0]
+        if len(mask):
+            wide[mask], runs[mask] = data.logits(model, mask)
+    labels = np.array([1] * len(owners) + [0] * len(owners))
+    return wide, runs, labels
+
+
+def choose_sentence_offset(
+    oof: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    diluted: tuple[np.ndarray, np.ndarray, np.ndarray],
+    threshold: float,
+    budget: float = 0.005,
+) -> tuple[float, dict[str, Any]]:
+    """The logit offset of runs of sentences (0 to 6 in quarters, or none)
+    with the best balanced accuracy on the out-of-fold dilution texts
+    (``diluted_oof``), among those that raise the false-positive rate of the
+    benign training texts long enough to have runs by at most ``budget``. A
+    run is short, and a lone instruction-like sentence ("Answer in one
+    word.") scores higher than the text around it, injected or not."""
+    wide, runs, labels, long_rows = oof
+    negatives = long_rows & (labels == 0)
+
+    def flagged(scores: np.ndarray, mask: np.ndarray) -> float:
+        return float((scores[mask] >= threshold).mean()) if mask.any() else 0.0
+
+    def diluted_rates(offset: float) -> dict[str, float]:
+        scores = combine(diluted[0], diluted[1], offset)
+        tpr, fpr = flagged(scores, diluted[2] == 1), flagged(scores, diluted[2] == 0)
+        return {"tpr": tpr, "fpr": fpr, "balanced_accuracy": (tpr + 1 - fpr) / 2}
+
+    base = flagged(combine(wide, runs, np.inf), negatives)
+    candidates = [float(o) for o in np.arange(0.0, 6.01, 0.25)] + [float("inf")]
+    allowed = [o for o in candidates if flagged(combine(wide, runs, o), negatives) - base <= budget]
+    chosen = max(allowed, key=lambda o: (diluted_rates(o)["balanced_accuracy"], o))
+    return chosen, {
+        "offset": chosen,
+        "long_benign_rows": int(negatives.sum()),
+        "fpr_long_without_runs": base,
+        "fpr_long_with_runs": flagged(combine(wide, runs, chosen), negatives),
+        "diluted_texts": len(diluted[2]),
+        "diluted_with_runs": diluted_rates(chosen),
+        "diluted_without_runs": diluted_rates(float("inf")),
+    }
+
+
+def _concatenated(rnd: random.Random, texts: list[str], length: int) -> str:
+    parts: list[str] = []
+    while sum(len(p) + 2 for p in parts) < length:
+        parts.append(rnd.choice(texts))
+    return "\n\n".join(parts)[: int(length * 1.2)]
+
+
 def check_runtime_agrees(
-    path: Path, lex: LexicalData, model: Any, sample: np.ndarray, rows: list[dict[str, Any]]
+    path: Path,
+    lex: LexicalData,
+    model: Any,
+    offsets: dict[str, float],
+    sample: np.ndarray,
+    rows: list[dict[str, Any]],
 ) -> None:
     """The written lexical model, loaded by the detector's own code, must score
     as the training path did (same featurizer, same arithmetic)."""
     runtime = LexicalModel(path.read_bytes())
-    expected = lex.scores(model, sample)
+    expected = lex.scores(model, sample, offsets["prompt"])
     actual = np.array([runtime.score(normalize(rows[i]["text"]).text, "prompt") for i in sample])
     worst = float(np.max(np.abs(expected - actual)))
     if worst > 1e-3:
@@ -309,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="add N generated combined-attack prompts and N look-alikes (not shipped: README)",
+    )
+    parser.add_argument(
+        "--sentence-chars",
+        type=int,
+        default=SENTENCE_CHARS,
+        help="longest run of sentences the lexical model scores on its own",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -334,37 +443,68 @@ def main(argv: list[str] | None = None) -> int:
     first = np.stack([w[0] for w in windows])
     is_document = np.isin(sources, list(DOCUMENT_SOURCES))
     hard = sources == HARD_NEGATIVES
-    report: dict[str, Any] = {"rows": len(rows), "shippable_rows": int(shippable.sum())}
+    report: dict[str, Any] = {
+        "rows": len(rows),
+        "shippable_rows": int(shippable.sum()),
+        "sentence_chars": args.sentence_chars,
+    }
     print("lexical features ...", file=sys.stderr)
-    lex = LexicalData([normalize(r["text"]).text for r in rows])
+    lex_texts = [normalize(r["text"]).text for r in rows]
+    lex = LexicalData(lex_texts, args.sentence_chars)
 
     def fit_minilm(train: np.ndarray, w: np.ndarray) -> Any:
         head = fit_head(first[train], labels[train], w[train])
         return lambda test: max_window_scores(head, [windows[i] for i in test]), head
 
-    def fit_lexical(train: np.ndarray, w: np.ndarray) -> Any:
+    offsets: dict[str, float] = {}  # per head, chosen below before any final scoring
+
+    def fit_lexical(train: np.ndarray, w: np.ndarray, head: str = "prompt") -> Any:
         model = lex.fit(train, labels[train], w[train])
-        return lambda test: lex.scores(model, test), model
+        return lambda test: lex.scores(model, test, offsets[head]), model
 
     fitters = {"minilm": fit_minilm, "lexical": fit_lexical}
     head_weights = {"prompt": 1.0, "document": 3.0}
 
     # Thresholds: best balanced accuracy on out-of-fold scores of the
-    # shippable rows (folds by source and category), per kind and head.
+    # shippable rows (folds by source and category), per kind and head. The
+    # lexical threshold is picked on its wide windows alone; then its
+    # sentence-run offset (see choose_sentence_offset).
     groups = np.array([f"{r['source']}:{r['category']}" for r in rows])
     ship_index = np.where(shippable)[0]
+    long_rows = np.array([len(t) > args.sentence_chars for t in lex_texts])
     thresholds: dict[str, dict[str, float]] = {kind: {} for kind in KINDS}
+    report["sentence_runs"] = {}
     for name, weight in head_weights.items():
         w = np.where(is_document, weight, 1.0)
         oof = {kind: np.zeros(len(rows)) for kind in fitters}
+        wide, runs = np.zeros(len(rows)), np.zeros(len(rows))
+        fold_models = []
         for train, test in GroupKFold(n_splits=5).split(ship_index, groups=groups[ship_index]):
-            for kind, fitter in fitters.items():
-                oof[kind][ship_index[test]] = fitter(ship_index[train], w)[0](ship_index[test])
-        oof["ensemble"] = (oof["minilm"] + oof["lexical"]) / 2
-        for kind in KINDS:
-            thresholds[kind][name] = choose_threshold(
-                oof[kind][ship_index], labels[ship_index], hard[ship_index]
+            head = fit_minilm(ship_index[train], w)[1]
+            oof["minilm"][ship_index[test]] = max_window_scores(
+                head, [windows[i] for i in ship_index[test]]
             )
+            model = lex.fit(ship_index[train], labels[ship_index[train]], w[ship_index[train]])
+            wide[ship_index[test]], runs[ship_index[test]] = lex.logits(model, ship_index[test])
+            fold_models.append((ship_index[test], model))
+        thresholds["minilm"][name] = choose_threshold(
+            oof["minilm"][ship_index], labels[ship_index], hard[ship_index]
+        )
+        threshold = choose_threshold(
+            combine(wide, runs, np.inf)[ship_index], labels[ship_index], hard[ship_index]
+        )
+        thresholds["lexical"][name] = threshold
+        diluted = diluted_oof(fold_models, rows, lex_texts, args.sentence_chars, SEED)
+        offsets[name], report["sentence_runs"][name] = choose_sentence_offset(
+            (wide[ship_index], runs[ship_index], labels[ship_index], long_rows[ship_index]),
+            diluted,
+            threshold,
+        )
+        oof["lexical"] = combine(wide, runs, offsets[name])
+        oof["ensemble"] = (oof["minilm"] + oof["lexical"]) / 2
+        thresholds["ensemble"][name] = choose_threshold(
+            oof["ensemble"][ship_index], labels[ship_index], hard[ship_index]
+        )
     report["thresholds"] = thresholds
 
     # Leave one shippable source out: every shippable row scored by prompt
@@ -405,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         w = np.where(is_document, weight, 1.0)
         never_scores[name] = {}
         for kind, fitter in fitters.items():
-            scorer, model = fitter(ship_index, w)
+            scorer, model = (
+                fitter(ship_index, w, name) if kind == "lexical" else fitter(ship_index, w)
+            )
             final[kind][name] = model
             never_scores[name][kind] = scorer(never)
         never_scores[name]["ensemble"] = (
@@ -449,8 +591,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     lexical_path = args.out / "lexical.npz"
-    lexical_path.write_bytes(serialise(final["lexical"]))
-    check_runtime_agrees(lexical_path, lex, final["lexical"]["prompt"], never[:200], rows)
+    lexical_path.write_bytes(serialise(final["lexical"], offsets, args.sentence_chars))
+    long_never = never[long_rows[never]][:100]
+    sample = np.concatenate([never[:200], long_never])
+    check_runtime_agrees(lexical_path, lex, final["lexical"]["prompt"], offsets, sample, rows)
     manifest = {
         "encoder": onnx_path.name,
         "tokenizer": tokenizer_path.name,

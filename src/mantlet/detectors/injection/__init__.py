@@ -62,6 +62,15 @@ class InjectionOptions(BaseModel):
         pattern=r"^[0-9a-fA-F]{64}$",
         description="sha256 of model_dir's manifest.json; required with model_dir.",
     )
+    sentence_runs: bool = Field(
+        True,
+        description=(
+            "Also score runs of whole sentences of longer texts (lexical and ensemble"
+            " kinds), so one injected sentence is not outvoted by the benign text"
+            " around it. Off: fewer false positives on long, instruction-heavy prompts"
+            " (README, 'The injection detector')."
+        ),
+    )
     prompt_threshold: float | None = Field(
         None, gt=0.0, lt=1.0, description="Model probability mapped to score 0.5 for prompts."
     )
@@ -207,7 +216,7 @@ class InjectionDetector:
                     owners.append(index)
         best = [0.0 for _ in prepared]
         if candidates:
-            scores = model.score(candidates, head, scope, kind)
+            scores = model.score(candidates, head, scope, kind, self._options.sentence_runs)
             for owner, probability in zip(owners, scores, strict=True):
                 best[owner] = max(best[owner], _calibrate(probability, threshold))
         return best

@@ -52,7 +52,7 @@ _ROLES = ("encoder", "tokenizer", "heads", "lexical")
 # sha256 of the shipped manifest.json (which lists every model file's sha256).
 # Recorded here, not beside the files, so a model swapped on disk cannot bring
 # its own digests. `make train-injection` prints the new value.
-SHIPPED_MANIFEST_SHA256 = "b9052b2e296fbe563f6b7546a7b784fc2069dac51f2f2249b05c5624ef3991b3"
+SHIPPED_MANIFEST_SHA256 = "c3fbe454dc66423aa49748904b0072906e3017618796caf574f70113ac8ee754"
 
 
 def default_model_dir() -> Path:
@@ -281,28 +281,37 @@ class InjectionModel:
         return self._scores.hits
 
     def score(
-        self, texts: Sequence[str], head: str, scope: str = "", kind: str = "minilm"
+        self,
+        texts: Sequence[str],
+        head: str,
+        scope: str = "",
+        kind: str = "minilm",
+        sentence_runs: bool = True,
     ) -> list[float]:
         """Max window probability per text under ``kind``'s ``head``;
         ``scope`` (a tenant) keeps cached scores and windows from being
         shared across callers. A text scored recently is answered from the
         score cache (no tokenizing, no head): conversations resend their
-        history."""
+        history. ``sentence_runs`` off scores the lexical model on its wide
+        windows only."""
         if kind == "ensemble":
             minilm = self.score(texts, head, scope, "minilm")
-            lexical = self.score(texts, head, scope, "lexical")
+            lexical = self.score(texts, head, scope, "lexical", sentence_runs)
             return [(a + b) / 2 for a, b in zip(minilm, lexical, strict=True)]
         if kind not in KINDS:
             raise DetectorError(f"unknown injection model kind {kind!r}")
+        variant = kind if kind != "lexical" or sentence_runs else "lexical-wide"
         keys = [
-            self._scores.key(scope, f"{kind}\x00{head}\x00{text}".encode("utf-8", "surrogatepass"))
+            self._scores.key(
+                scope, f"{variant}\x00{head}\x00{text}".encode("utf-8", "surrogatepass")
+            )
             for text in texts
         ]
         best: list[float | None] = [self._scores.get(key) for key in keys]
         if kind == "lexical":
             for index, text in enumerate(texts):
                 if best[index] is None:
-                    best[index] = self.lexical.score(text, head)
+                    best[index] = self.lexical.score(text, head, sentence_runs)
                     self._scores.put(keys[index], best[index] or 0.0)
             return [score or 0.0 for score in best]
         owners: list[int] = []
