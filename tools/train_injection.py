@@ -124,6 +124,36 @@ def load_rows(datasets: Path) -> list[dict[str, Any]]:
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+def generate_benign_runs(
+    rows: list[dict[str, Any]], rnd: random.Random, count: int, sentence_chars: int
+) -> list[dict[str, Any]]:
+    """Runs of sentences (as the detector cuts them) of long shippable benign
+    texts, as benign rows, at most two per text: the model then learns what a
+    lone benign sentence looks like, which it otherwise only sees inside a
+    whole text. Each run keeps its parent's fold group and source, so no
+    parent is scored by a head trained on its own sentences."""
+    from mantlet.detectors.injection.lexical import sentence_windows
+
+    picked: list[dict[str, Any]] = []
+    for row in rows:
+        if not row["shippable"] or row["label"] != 0 or "parents" in row:
+            continue
+        runs = [r for r in sentence_windows(row["text"], sentence_chars) if len(r.split()) >= 4]
+        for run in rnd.sample(runs, min(2, len(runs))):
+            picked.append(
+                {
+                    "text": run,
+                    "label": 0,
+                    "source": "generated_benign_runs",
+                    "category": row["source"],
+                    "group": f"{row['source']}:{row['category']}",
+                    "shippable": True,
+                    "parents": [row["source"]],
+                }
+            )
+    return rnd.sample(picked, min(count, len(picked)))
+
+
 def generate_injected_documents(
     rows: list[dict[str, Any]], rnd: random.Random
 ) -> list[dict[str, Any]]:
@@ -419,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         default=SENTENCE_CHARS,
         help="longest run of sentences the lexical model scores on its own",
     )
+    parser.add_argument(
+        "--benign-runs",
+        type=int,
+        default=0,
+        help="add N runs of sentences of long benign training texts as benign rows",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rnd = random.Random(SEED)
@@ -432,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = load_rows(args.datasets)
     rows += generate_injected_documents(rows, rnd)
+    if args.benign_runs:
+        rows += generate_benign_runs(rows, rnd, args.benign_runs, args.sentence_chars)
     if args.combined_prompts:
         rows += generate_combined_prompts(rows, rnd, args.combined_prompts)
     print(f"embedding {len(rows)} rows ...", file=sys.stderr)
@@ -469,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     # shippable rows (folds by source and category), per kind and head. The
     # lexical threshold is picked on its wide windows alone; then its
     # sentence-run offset (see choose_sentence_offset).
-    groups = np.array([f"{r['source']}:{r['category']}" for r in rows])
+    groups = np.array([r.get("group", f"{r['source']}:{r['category']}") for r in rows])
     ship_index = np.where(shippable)[0]
     long_rows = np.array([len(t) > args.sentence_chars for t in lex_texts])
     thresholds: dict[str, dict[str, float]] = {kind: {} for kind in KINDS}
