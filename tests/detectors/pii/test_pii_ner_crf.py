@@ -220,3 +220,14 @@ def test_the_model_loads_from_the_bytes_it_checked(tmp_path: Path) -> None:
         handle.write(b"\x00")
     with pytest.raises(DetectorError, match="gazetteer"):
         en_crf.load(copy)
+
+
+def test_a_name_keeps_the_period_of_its_abbreviation_but_not_of_its_sentence() -> None:
+    text = "She left Acme Inc. last year. He works at Google."
+    acme = en_crf._trimmed(text, 9, 17, "ORGANIZATION", 0.9)  # "Acme Inc" as the tagger cut it
+    google = en_crf._trimmed(text, 42, 48, "ORGANIZATION", 0.9)
+    assert acme is not None and text[acme.start : acme.end] == "Acme Inc."
+    assert google is not None and text[google.start : google.end] == "Google"
+    initials = "Trains run by Proastiakos S.A. every hour."
+    span = en_crf._trimmed(initials, 14, 29, "ORGANIZATION", 0.9)
+    assert span is not None and initials[span.start : span.end] == "Proastiakos S.A."

@@ -125,7 +125,19 @@ def _trimmed(text: str, start: int, end: int, label: str | None, score: float) -
         end -= 1
     if end <= start:
         return None
+    if end < len(text) and text[end] == "." and _abbreviation(text[start:end]):
+        end += 1  # "Acme Inc.", "Proastiakos S.A.": the period is part of the name
     return NerSpan(start, end, label, round(score, 4))
+
+
+_ABBREVIATIONS = frozenset({"inc", "ltd", "co", "corp", "bros", "jr", "sr", "plc", "st", "dr"})
+
+
+def _abbreviation(name: str) -> bool:
+    """Whether the name's last word is an abbreviation that ends in a period:
+    a known one (Inc, Ltd, Jr...) or initials with inner periods (S.A, U.S)."""
+    last = name.rsplit(None, 1)[-1]
+    return last.lower() in _ABBREVIATIONS or ("." in last and len(last) <= 8 and last[0].isupper())
 
 
 def load(root: Path | None = None) -> CrfNer:
