@@ -29,8 +29,8 @@ Steps, all reproducible (fixed seed):
    offset of its runs of sentences, on out-of-fold dilution texts (held-out
    attacks set into longer held-out benign text, ``diluted_oof``) within a
    false-positive budget on the long benign training rows. The run length
-   was chosen by running this script with 120 and 320 and comparing those
-   out-of-fold figures (README, "The injection detector").
+   was chosen by running this script with 80, 120, 160 and 320 and
+   comparing those out-of-fold figures (README, "The injection detector").
 6. Leave-one-source-out: every shippable source scored by prompt heads
    trained on the other sources, at those thresholds (a report only).
 7. Train the final heads on all shippable rows, per kind, and score the
