@@ -352,6 +352,8 @@ def diluted_oof(
             embedded.append(f"{filler[:cut]}{rnd.choice(attacks)} {filler[cut:]}")
             clean.append(_concatenated(rnd, benign, length))
             owners.append(fold)
+    if not owners:  # no fold holds enough of both: offsets tie, and ties go to "no runs"
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
     data = LexicalData(embedded + clean, sentence_chars)
     fold_of = np.array(owners + owners, dtype=np.int64)
     wide, runs = np.zeros(len(fold_of)), np.zeros(len(fold_of))

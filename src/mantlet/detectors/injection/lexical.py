@@ -41,8 +41,8 @@ WINDOW_STRIDE = 300
 # head's ``sentence_offset``, picked by the training script so that these
 # extra windows cost almost no false positives on benign training text. The
 # run length is the model's (``sentence_chars`` in lexical.npz); this is the
-# training script's default.
-SENTENCE_CHARS = 320
+# training script's default, the length the shipped model was built with.
+SENTENCE_CHARS = 120
 HEADS = ("prompt", "document")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _SENTENCE = re.compile(r"[^\n]*?(?:[.!?;:]+(?=\s)|\n|$)")

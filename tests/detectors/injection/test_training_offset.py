@@ -1,0 +1,53 @@
+"""The training script's choice of the sentence-run offset (tools/train_injection.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+
+import train_injection
+
+# Threshold 0.5 is logit 0: a run flags its text when its logit less the offset is >= 0.
+LABELS = np.array([0, 0, 0, 0])
+LONG = np.array([True, True, True, True])
+WIDE = np.array([-3.0, -3.0, -3.0, -3.0])
+
+
+def choose(runs: list[float], diluted_runs: list[float]) -> tuple[float, dict[str, object]]:
+    diluted = (np.array([-2.0, -2.0]), np.array(diluted_runs), np.array([1, 0]))
+    return train_injection.choose_sentence_offset(
+        (WIDE, np.array(runs), LABELS, LONG), diluted, threshold=0.5
+    )
+
+
+def test_the_offset_is_the_best_on_dilution_texts_and_ties_go_to_the_larger() -> None:
+    # Injected run at 1.2 (caught up to offset 1.2), benign dilution run at
+    # 0.3 (flagged up to 0.3): offsets 0.5, 0.75 and 1.0 are perfect.
+    offset, report = choose([-4.0, -4.0, -4.0, -4.0], [1.2, 0.3])
+    assert offset == 1.0
+    assert report["diluted_with_runs"]["balanced_accuracy"] == 1.0
+    assert report["diluted_without_runs"]["balanced_accuracy"] == 0.5
+
+
+def test_an_offset_that_flags_benign_training_text_is_not_allowed() -> None:
+    # Dilution alone would pick 0.25 (injected run at 0.3), but a benign
+    # training row's run at 0.4 is flagged up to 0.4: a quarter of the long
+    # benign rows, far over the budget. Nothing allowed beats no runs.
+    offset, report = choose([-4.0, 0.4, -4.0, -4.0], [0.3, -5.0])
+    assert offset == float("inf")
+    assert report["fpr_long_with_runs"] == 0.0
+    without_budget, _ = choose([-4.0, -4.0, -4.0, -4.0], [0.3, -5.0])
+    assert without_budget == 0.25
+
+
+def test_without_dilution_texts_the_runs_stay_off() -> None:
+    empty = (np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
+    flat = np.zeros(2)
+    offset, _ = train_injection.choose_sentence_offset(
+        (flat, flat, np.array([0, 1]), np.array([True, True])), empty, threshold=0.5
+    )
+    assert offset == float("inf")
