@@ -98,21 +98,14 @@ def build(datasets: Path, count: int) -> dict[str, dict[str, list[str]]]:
         for length in LENGTHS:
             embedded, clean = [], []
             for attack in attacks:
-                text = _filler(rnd, filler, length)
+                text = train_injection.concatenated(rnd, filler, length)
                 cuts = [m.end() for m in _BOUNDARY.finditer(text)] or [len(text) // 2]
                 cut = rnd.choice(cuts)
                 embedded.append(f"{text[:cut]}{attack} {text[cut:]}")
-                clean.append(_filler(rnd, filler, length))
+                clean.append(train_injection.concatenated(rnd, filler, length))
             sets[name][f"embedded_{length}"] = embedded
             sets[name][f"clean_{length}"] = clean
     return sets
-
-
-def _filler(rnd: random.Random, texts: list[str], length: int) -> str:
-    parts: list[str] = []
-    while sum(len(p) + 2 for p in parts) < length:
-        parts.append(rnd.choice(texts))
-    return "\n\n".join(parts)[: int(length * 1.2)]
 
 
 def flagged(texts: list[str], part: PartKind, kind: str, threshold: float) -> tuple[float, float]:

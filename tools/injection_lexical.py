@@ -71,7 +71,6 @@ class LexicalData:
     fitted on any subset of rows."""
 
     def __init__(self, texts: list[str], sentence_chars: int = lexical.SENTENCE_CHARS) -> None:
-        self.sentence_chars = sentence_chars
         self.full = _sublinear_tf([t[:MAX_TRAIN_CHARS] for t in texts])
         self.wide = _Windows(texts, lexical.windows)
         self.sentences = _Windows(texts, lambda t: lexical.sentence_windows(t, sentence_chars))

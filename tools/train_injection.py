@@ -346,11 +346,11 @@ def diluted_oof(
             continue
         for n in range(per_fold):
             length = (1500, 4000)[n % 2]
-            filler = _concatenated(rnd, benign, length)
+            filler = concatenated(rnd, benign, length)
             cuts = [m.end() for m in _SENTENCE.finditer(filler)] or [len(filler) // 2]
             cut = rnd.choice(cuts)
             embedded.append(f"{filler[:cut]}{rnd.choice(attacks)} {filler[cut:]}")
-            clean.append(_concatenated(rnd, benign, length))
+            clean.append(concatenated(rnd, benign, length))
             owners.append(fold)
     if not owners:  # no fold holds enough of both: offsets tie, and ties go to "no runs"
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -403,7 +403,8 @@ def choose_sentence_offset(
     }
 
 
-def _concatenated(rnd: random.Random, texts: list[str], length: int) -> str:
+def concatenated(rnd: random.Random, texts: list[str], length: int) -> str:
+    """Random texts joined by blank lines up to about ``length`` characters."""
     parts: list[str] = []
     while sum(len(p) + 2 for p in parts) < length:
         parts.append(rnd.choice(texts))

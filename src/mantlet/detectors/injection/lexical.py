@@ -107,13 +107,16 @@ def _runs(spans: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     return found
 
 
-def term_counts(text: str) -> tuple[Counter[int], Counter[int]]:
+def term_counts(
+    text: str, memo: dict[str, list[int]] | None = None
+) -> tuple[Counter[int], Counter[int]]:
     """Bucket counts of word 1-3-grams and of 3-5-character n-grams inside
     each whitespace-separated word padded with spaces (scikit-learn's
     ``char_wb``), of the lowercased text. (List comprehensions, not loops:
-    twice as fast, and this is most of the layer's time.)"""
+    twice as fast, and this is most of the layer's time.) ``memo``: see
+    ``_char_buckets``."""
     lowered = text.lower()
-    return Counter(_word_buckets(_TOKEN.findall(lowered))), Counter(_char_buckets(lowered))
+    return Counter(_word_buckets(_TOKEN.findall(lowered))), Counter(_char_buckets(lowered, memo))
 
 
 def _word_buckets(tokens: list[str]) -> list[int]:
@@ -144,24 +147,19 @@ def _char_buckets(lowered: str, memo: dict[str, list[int]] | None = None) -> lis
 
 
 def window_counts(
-    text: str, size: int = SENTENCE_CHARS
+    text: str, size: int | None = SENTENCE_CHARS
 ) -> tuple[list[tuple[Counter[int], Counter[int]]], int]:
-    """``term_counts`` of every window, then of every run of sentences, and
-    how many of them are wide windows. Runs are split at whitespace, where no
-    token or padded word crosses, so each sentence is counted once and a
-    run's counts are its sentences' joined: the same counts as featurizing
-    the run's text, at half the cost."""
+    """``term_counts`` of every window, then of every run of sentences of at
+    most ``size`` characters (none when ``size`` is None), and how many of
+    them are wide windows. Runs are split at whitespace, where no token or
+    padded word crosses, so each sentence is counted once and a run's counts
+    are its sentences' joined: the same counts as featurizing the run's
+    text, at half the cost."""
     memo: dict[str, list[int]] = {}
-    wide = []
-    for window in windows(text):
-        lowered = window.lower()
-        wide.append(
-            (
-                Counter(_word_buckets(_TOKEN.findall(lowered))),
-                Counter(_char_buckets(lowered, memo)),
-            )
-        )
-    spans = sentence_spans(text, size) if len(text) > size else []
+    wide = [term_counts(window, memo) for window in windows(text)]
+    if size is None or len(text) <= size:
+        return wide, len(wide)
+    spans = sentence_spans(text, size)
     pieces = [text[start:end].lower() for start, end in spans]
     tokens = [_TOKEN.findall(piece) for piece in pieces]
     chars = [_char_buckets(piece, memo) for piece in pieces]
@@ -226,8 +224,7 @@ class LexicalModel:
         about 70 windows, and a pass per window cost more than the arithmetic."""
         import numpy as np
 
-        size = self.sentence_chars if sentence_runs else len(text)  # no text is longer
-        counts, wide = window_counts(text, size)
+        counts, wide = window_counts(text, self.sentence_chars if sentence_runs else None)
         families = [family for pair in counts for family in pair]  # window i: 2i, 2i + 1
         sizes = np.fromiter((len(f) for f in families), np.int64, len(families))
         total = int(sizes.sum())
