@@ -127,6 +127,20 @@ def test_near_misses_are_not_flagged(text: str) -> None:
     assert found(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("PESEL 44053201353", "PL_PESEL"),  # day 32
+        ("rijksregisternummer 43870583769", "BE_NATIONAL_NUMBER"),  # month 87
+        ("codice fiscale RSSMRA85T35A562G", "IT_FISCAL_CODE"),  # day 35
+    ],
+)
+def test_national_ids_with_the_right_check_digit_and_no_such_birth_date_are_rejected(
+    text: str, kind: str
+) -> None:
+    assert kind not in {k for k, _ in found(text)}
+
+
 def test_random_digit_runs_are_not_flagged_as_cards_or_ssns() -> None:
     rng = random.Random(6)
     flagged = 0
