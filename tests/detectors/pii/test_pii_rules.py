@@ -56,8 +56,20 @@ def found(text: str, threshold: float = 0.5) -> list[tuple[str, str]]:
             "URL_CREDENTIALS",
             "postgres://admin:s3cret@db.internal:5432",
         ),
+        (
+            "(mirror: ftp://anna:Xy7pQ2@files.example.org), thanks",
+            "URL_CREDENTIALS",
+            "ftp://anna:Xy7pQ2@files.example.org",
+        ),
+        (
+            'url "redis://u:pw@[2001:db8::1]:6379"',
+            "URL_CREDENTIALS",
+            "redis://u:pw@[2001:db8::1]:6379",
+        ),
         ("I was born on 12/03/1984 in", "DATE_OF_BIRTH", "12/03/1984"),
         ("date of birth: March 4, 1990.", "DATE_OF_BIRTH", "March 4, 1990"),
+        ("born 29/02/1988 in Leeds", "DATE_OF_BIRTH", "29/02/1988"),
+        ("DOB 02/29/00", "DATE_OF_BIRTH", "02/29/00"),
         ("NINO AB 12 34 56 C", "UK_NINO", "AB 12 34 56 C"),
         ("my NHS number is 943 476 5919", "UK_NHS", "943 476 5919"),
         (
@@ -133,11 +145,11 @@ def test_near_misses_are_not_flagged(text: str) -> None:
         ("PESEL 44053201353", "PL_PESEL"),  # day 32
         ("rijksregisternummer 43870583769", "BE_NATIONAL_NUMBER"),  # month 87
         ("codice fiscale RSSMRA85T35A562G", "IT_FISCAL_CODE"),  # day 35
+        ("I was born on 31/02/1987.", "DATE_OF_BIRTH"),
+        ("DOB: 29.02.1987", "DATE_OF_BIRTH"),  # not a leap year
     ],
 )
-def test_national_ids_with_the_right_check_digit_and_no_such_birth_date_are_rejected(
-    text: str, kind: str
-) -> None:
+def test_identifiers_and_birth_dates_on_no_calendar_are_rejected(text: str, kind: str) -> None:
     assert kind not in {k for k, _ in found(text)}
 
 

@@ -14,6 +14,8 @@ metadata).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import functools
 import hashlib
 import ipaddress
@@ -302,19 +304,25 @@ def street_name(value: str) -> float | None:
 
 
 def date_value(value: str) -> float | None:
-    """Rejects numeric dates with an impossible day or month."""
+    """Rejects numeric dates that are on no calendar (month 13, 31 February),
+    read day first or month first, a two-digit year in either century."""
     parts = [p for p in value.replace(".", "/").replace("-", "/").split("/") if p]
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         return 0.0  # written-out month: the pattern already constrains it
     numbers = [int(p) for p in parts]
     if len(parts[0]) == 4:
-        year, month, day = numbers
+        readings = [tuple(numbers)]
     else:
         a, b, year = numbers
-        month, day = (a, b) if a <= 12 else (b, a)
-    if not (1 <= month <= 12 and 1 <= day <= 31 and (year < 100 or 1900 <= year <= 2100)):
-        return None
-    return 0.0
+        readings = [(year, a, b), (year, b, a)]
+    for year, month, day in readings:
+        if year >= 100 and not 1900 <= year <= 2100:
+            continue
+        for full in (year,) if year >= 100 else (1900 + year, 2000 + year):
+            with contextlib.suppress(ValueError):
+                datetime.date(full, month, day)
+                return 0.0
+    return None
 
 
 # Python's `re` on one bounded candidate (a phone number is at most ~30 characters).
