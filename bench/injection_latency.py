@@ -11,7 +11,10 @@ cache, which spares repeated conversation history, cannot answer for the
 model. The target for a 384-character prompt is 15 ms p50 (LLM Guard
 publishes 213 ms on CPU, 104 ms with ONNX).
 
-    python bench/injection_latency.py [--repeats N] [--json]
+``--wide-only`` adds each kind with ``sentence_runs: false`` (wide windows
+only, no runs of sentences), measured in the same run.
+
+    python bench/injection_latency.py [--repeats N] [--wide-only] [--json]
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--wide-only", action="store_true", help="also each kind with sentence_runs off"
+    )
     args = parser.parse_args(argv)
 
     detectors = {}
@@ -79,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{kind} (default)" if kind == DEFAULT_KIND else kind
         detectors[label] = create("injection", {"model_kind": kind})
         detectors[label].warm_up()
+        if args.wide_only:
+            wide = f"{kind} wide only"
+            detectors[wide] = create("injection", {"model_kind": kind, "sentence_runs": False})
+            detectors[wide].warm_up()
     rules_only = create("injection", {"use_model": False})
     context = ScanContext()
     report: dict[str, dict[str, dict[str, float]]] = {}

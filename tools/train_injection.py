@@ -16,8 +16,9 @@ Steps, all reproducible (fixed seed):
    the same documents (label 0). Optionally (``--combined-prompts N``, off
    for the shipped model) generated "combined attack" prompts with benign
    look-alikes (tools/injection_generated.py).
-4. Embed every row (all 128-token windows) with the int8 encoder, i.e. the
-   exact runtime path, and count every row's hashed word and character
+4. Embed every row (all 128-token windows, and its runs of sentences) with
+   the int8 encoder, i.e. the exact runtime path, and count every row's
+   hashed word and character
    n-grams with the runtime's own featurizer (``lexical.py``), for the whole
    text, its 600-character windows and its runs of sentences
    (``--sentence-chars``).
@@ -25,10 +26,11 @@ Steps, all reproducible (fixed seed):
    ensemble) and each head (prompts: every row alike; documents: documents,
    tool-like text and injected snippets weighted up), pick the threshold on
    out-of-fold scores of the shippable rows (folds by source and category).
-   The lexical threshold is picked on its wide windows; then the logit
-   offset of its runs of sentences, on out-of-fold dilution texts (held-out
-   attacks set into longer held-out benign text, ``diluted_oof``) within a
-   false-positive budget on the long benign training rows. The run length
+   The MiniLM and lexical thresholds are picked on their wide windows; then
+   the logit offset of their runs of sentences, on out-of-fold dilution
+   texts (held-out attacks set into longer held-out benign text,
+   ``diluted_texts``) within a false-positive budget on the long benign
+   training rows. The run length
    was chosen by running this script with 80, 120, 160 and 320 and
    comparing those out-of-fold figures (README, "The injection detector").
 6. Leave-one-source-out: every shippable source scored by prompt heads
@@ -251,28 +253,42 @@ def export_encoder(target: Path, model: Any = None) -> tuple[Path, Path]:
     return onnx_path, tokenizer_path
 
 
-def embed_all(encoder: Encoder, rows: list[dict[str, Any]], encoder_id: str) -> list[np.ndarray]:
-    """Embeddings of every window of every row, cached by text hash, one
-    cache per encoder (``encoder_id``: its file's digest), so a changed
-    encoder never reuses another's embeddings."""
-    cache_file = CACHE / f"embeddings-{encoder_id[:16]}.npz"
+def embed_all(
+    encoder: Encoder,
+    texts: list[str],
+    encoder_id: str,
+    split: Any = None,
+    name: str = "embeddings",
+) -> list[np.ndarray]:
+    """Embeddings of every window of every text (``split`` makes a text's
+    windows: by default the runtime's 128-token windows, at most 64), cached
+    by text hash, one cache per encoder and windowing (``name``; ``encoder_id``
+    is the encoder file's digest), so a changed encoder never reuses another's
+    embeddings."""
+    split = split or (lambda text: encoder.windows(text)[:64])
+    cache_file = CACHE / f"{name}-{encoder_id[:16]}.npz"
     cached: dict[str, np.ndarray] = {}
     if cache_file.is_file():
         with np.load(cache_file) as stored:
             cached = {k: stored[k] for k in stored.files}
-    keys = [hashlib.sha256(r["text"].encode()).hexdigest()[:24] for r in rows]
+    keys = [hashlib.sha256(text.encode()).hexdigest()[:24] for text in texts]
     missing = sorted({k for k in keys if k not in cached})
-    by_key = {k: r["text"] for k, r in zip(keys, rows, strict=True)}
+    by_key = dict(zip(keys, texts, strict=True))
     started = time.perf_counter()
     for done, key in enumerate(missing, start=1):
-        cached[key] = encoder.embed_windows(encoder.windows(by_key[key])[:64])
+        cached[key] = encoder.embed_windows(split(by_key[key])).reshape(-1, 384)
         if done % 2000 == 0:
             rate = done / (time.perf_counter() - started)
-            print(f"  embedded {done}/{len(missing)} ({rate:.0f} texts/s)", file=sys.stderr)
+            print(f"  {name}: {done}/{len(missing)} ({rate:.0f} texts/s)", file=sys.stderr)
     if missing:
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, **cached)
     return [cached[k] for k in keys]
+
+
+def run_splitter(encoder: Encoder, sentence_chars: int) -> Any:
+    """A text's run windows as the runtime makes them (at most 64)."""
+    return lambda text: encoder.run_windows(text, sentence_chars)[:64]
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Any:
@@ -283,13 +299,25 @@ def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) ->
     return head
 
 
-def max_window_scores(head: Any, windows: list[np.ndarray]) -> np.ndarray:
-    flat = np.concatenate(windows)
+def max_window_logits(head: Any, windows: list[np.ndarray]) -> np.ndarray:
+    """Each text's best window logit (minus infinity for a text without windows)."""
+    best = np.full(len(windows), -np.inf)
+    if not any(len(w) for w in windows):
+        return best
+    flat = np.concatenate([w for w in windows if len(w)])
     owners = np.repeat(np.arange(len(windows)), [len(w) for w in windows])
-    probabilities = head.predict_proba(flat)[:, 1]
-    best = np.zeros(len(windows))
-    np.maximum.at(best, owners, probabilities)
+    np.maximum.at(best, owners, head.decision_function(flat))
     return best
+
+
+def balanced_sources(sources: np.ndarray, shippable: np.ndarray, power: float) -> np.ndarray:
+    """Per-row weights (mean / size of the row's source) ** ``power``, mean 1
+    over the shippable rows: 0 weighs every row alike, 1 every source alike."""
+    names, counts = np.unique(sources[shippable], return_counts=True)
+    size = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    mean = float(np.mean(counts))
+    weights = np.array([(mean / size.get(s, mean)) ** power for s in sources])
+    return weights / weights[shippable].mean()
 
 
 def rates(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -319,26 +347,25 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, hard: np.ndarray) -
     return best_t
 
 
-def diluted_oof(
-    fold_models: list[tuple[np.ndarray, Any]],
+def diluted_texts(
+    folds: list[np.ndarray],
     rows: list[dict[str, Any]],
     texts: list[str],
-    sentence_chars: int,
     seed: int,
     per_fold: int = 80,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The dilution check of bench/injection_dilution.py on training data,
-    out of fold: for each fold's lexical model, attacks of 40-300 characters
-    from the held-out fold set at a random sentence boundary of about 1,500
+    out of fold: for each fold (its held-out row indices), attacks of 40-300
+    characters from the fold set at a random sentence boundary of about 1,500
     or 4,000 characters of the fold's benign texts (200 characters or more),
     and the same length of its benign texts alone. Generated rows are left
-    out (their parents may sit in another fold). Returns each text's best
-    wide-window and sentence-run logits and its label."""
+    out (their parents may sit in another fold). Returns the texts, the fold
+    of each and their labels."""
     rnd = random.Random(seed)
     embedded: list[str] = []
     clean: list[str] = []
     owners: list[int] = []
-    for fold, (test, _) in enumerate(fold_models):
+    for fold, test in enumerate(folds):
         own = [i for i in test if "parents" not in rows[i]]
         benign = [texts[i] for i in own if rows[i]["label"] == 0 and len(texts[i]) >= 200]
         attacks = [texts[i] for i in own if rows[i]["label"] == 1 and 40 <= len(texts[i]) <= 300]
@@ -352,16 +379,30 @@ def diluted_oof(
             embedded.append(f"{filler[:cut]}{rnd.choice(attacks)} {filler[cut:]}")
             clean.append(concatenated(rnd, benign, length))
             owners.append(fold)
-    if not owners:  # no fold holds enough of both: offsets tie, and ties go to "no runs"
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
-    data = LexicalData(embedded + clean, sentence_chars)
-    fold_of = np.array(owners + owners, dtype=np.int64)
+    labels = np.array([1] * len(owners) + [0] * len(owners), dtype=np.int64)
+    return embedded + clean, np.array(owners + owners, dtype=np.int64), labels
+
+
+def diluted_oof(
+    fold_models: list[tuple[np.ndarray, Any]],
+    rows: list[dict[str, Any]],
+    texts: list[str],
+    sentence_chars: int,
+    seed: int,
+    per_fold: int = 80,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each ``diluted_texts`` text's best wide-window and sentence-run logits
+    under its fold's lexical model, and its label."""
+    folds = [test for test, _ in fold_models]
+    diluted, fold_of, labels = diluted_texts(folds, rows, texts, seed, per_fold)
+    if not diluted:  # no fold holds enough of both: offsets tie, and ties go to "no runs"
+        return np.zeros(0), np.zeros(0), labels
+    data = LexicalData(diluted, sentence_chars)
     wide, runs = np.zeros(len(fold_of)), np.zeros(len(fold_of))
     for fold, (_, model) in enumerate(fold_models):
         mask = np.where(fold_of == fold)[0]
         if len(mask):
             wide[mask], runs[mask] = data.logits(model, mask)
-    labels = np.array([1] * len(owners) + [0] * len(owners))
     return wide, runs, labels
 
 
@@ -458,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="add N runs of sentences of long benign training texts as benign rows",
     )
+    parser.add_argument(
+        "--source-power",
+        type=float,
+        default=0.0,
+        help="weight each row by (mean source size / its source's size) ** P (0: all alike)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rnd = random.Random(SEED)
@@ -476,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.combined_prompts:
         rows += generate_combined_prompts(rows, rnd, args.combined_prompts)
     print(f"embedding {len(rows)} rows ...", file=sys.stderr)
-    windows = embed_all(encoder, rows, sha256_file(onnx_path))
+    encoder_id = sha256_file(onnx_path)
+    windows = embed_all(encoder, [r["text"] for r in rows], encoder_id)
 
     labels = np.array([r["label"] for r in rows])
     sources = np.array([r["source"] for r in rows])
@@ -492,56 +540,79 @@ def main(argv: list[str] | None = None) -> int:
     print("lexical features ...", file=sys.stderr)
     lex_texts = [normalize(r["text"]).text for r in rows]
     lex = LexicalData(lex_texts, args.sentence_chars)
+    print("embedding runs of sentences ...", file=sys.stderr)
+    runs_name = f"runs{args.sentence_chars}"
+    split_runs = run_splitter(encoder, args.sentence_chars)
+    run_windows = embed_all(encoder, lex_texts, encoder_id, split_runs, runs_name)
 
-    def fit_minilm(train: np.ndarray, w: np.ndarray) -> Any:
-        head = fit_head(first[train], labels[train], w[train])
-        return lambda test: max_window_scores(head, [windows[i] for i in test]), head
+    def minilm_logits(head: Any, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            max_window_logits(head, [windows[i] for i in test]),
+            max_window_logits(head, [run_windows[i] for i in test]),
+        )
 
-    offsets: dict[str, float] = {}  # per head, chosen below before any final scoring
+    # per kind and head, chosen below before any final scoring
+    offsets: dict[str, dict[str, float]] = {"minilm": {}, "lexical": {}}
+
+    def fit_minilm(train: np.ndarray, w: np.ndarray, head: str = "prompt") -> Any:
+        model = fit_head(first[train], labels[train], w[train])
+        return lambda test: combine(*minilm_logits(model, test), offsets["minilm"][head]), model
 
     def fit_lexical(train: np.ndarray, w: np.ndarray, head: str = "prompt") -> Any:
         model = lex.fit(train, labels[train], w[train])
-        return lambda test: lex.scores(model, test, offsets[head]), model
+        return lambda test: lex.scores(model, test, offsets["lexical"][head]), model
 
     fitters = {"minilm": fit_minilm, "lexical": fit_lexical}
     head_weights = {"prompt": 1.0, "document": 3.0}
+    source_weights = balanced_sources(sources, shippable, args.source_power)
+    report["source_power"] = args.source_power
 
     # Thresholds: best balanced accuracy on out-of-fold scores of the
     # shippable rows (folds by source and category), per kind and head. The
-    # lexical threshold is picked on its wide windows alone; then its
-    # sentence-run offset (see choose_sentence_offset).
+    # MiniLM and lexical thresholds are picked on their wide windows alone;
+    # then their sentence-run offsets (see choose_sentence_offset).
     groups = np.array([r.get("group", f"{r['source']}:{r['category']}") for r in rows])
     ship_index = np.where(shippable)[0]
     long_rows = np.array([len(t) > args.sentence_chars for t in lex_texts])
     thresholds: dict[str, dict[str, float]] = {kind: {} for kind in KINDS}
-    report["sentence_runs"] = {}
+    report["sentence_runs"] = {"minilm": {}, "lexical": {}}
     for name, weight in head_weights.items():
-        w = np.where(is_document, weight, 1.0)
-        oof = {kind: np.zeros(len(rows)) for kind in fitters}
-        wide, runs = np.zeros(len(rows)), np.zeros(len(rows))
-        fold_models = []
+        w = np.where(is_document, weight, 1.0) * source_weights
+        logits = {kind: (np.zeros(len(rows)), np.zeros(len(rows))) for kind in fitters}
+        fold_models, fold_heads = [], []
         for train, test in GroupKFold(n_splits=5).split(ship_index, groups=groups[ship_index]):
+            held = ship_index[test]
             head = fit_minilm(ship_index[train], w)[1]
-            oof["minilm"][ship_index[test]] = max_window_scores(
-                head, [windows[i] for i in ship_index[test]]
-            )
+            logits["minilm"][0][held], logits["minilm"][1][held] = minilm_logits(head, held)
             model = lex.fit(ship_index[train], labels[ship_index[train]], w[ship_index[train]])
-            wide[ship_index[test]], runs[ship_index[test]] = lex.logits(model, ship_index[test])
-            fold_models.append((ship_index[test], model))
-        thresholds["minilm"][name] = choose_threshold(
-            oof["minilm"][ship_index], labels[ship_index], hard[ship_index]
+            logits["lexical"][0][held], logits["lexical"][1][held] = lex.logits(model, held)
+            fold_models.append((held, model))
+            fold_heads.append(head)
+        diluted = {"lexical": diluted_oof(fold_models, rows, lex_texts, args.sentence_chars, SEED)}
+        texts, fold_of, diluted_labels = diluted_texts(
+            [held for held, _ in fold_models], rows, lex_texts, SEED
         )
-        threshold = choose_threshold(
-            combine(wide, runs, np.inf)[ship_index], labels[ship_index], hard[ship_index]
-        )
-        thresholds["lexical"][name] = threshold
-        diluted = diluted_oof(fold_models, rows, lex_texts, args.sentence_chars, SEED)
-        offsets[name], report["sentence_runs"][name] = choose_sentence_offset(
-            (wide[ship_index], runs[ship_index], labels[ship_index], long_rows[ship_index]),
-            diluted,
-            threshold,
-        )
-        oof["lexical"] = combine(wide, runs, offsets[name])
+        diluted_windows = embed_all(encoder, texts, encoder_id, name="diluted")
+        diluted_runs = embed_all(encoder, texts, encoder_id, split_runs, f"diluted-{runs_name}")
+        dilution = np.zeros(len(texts)), np.zeros(len(texts))
+        for fold, head in enumerate(fold_heads):
+            mask = np.where(fold_of == fold)[0]
+            dilution[0][mask] = max_window_logits(head, [diluted_windows[i] for i in mask])
+            dilution[1][mask] = max_window_logits(head, [diluted_runs[i] for i in mask])
+        diluted["minilm"] = (*dilution, diluted_labels)
+        oof: dict[str, np.ndarray] = {}
+        for kind in fitters:
+            wide, runs = logits[kind]
+            threshold = choose_threshold(
+                combine(wide, runs, np.inf)[ship_index], labels[ship_index], hard[ship_index]
+            )
+            thresholds[kind][name] = threshold
+            offsets[kind][name], report["sentence_runs"][kind][name] = choose_sentence_offset(
+                (wide[ship_index], runs[ship_index], labels[ship_index], long_rows[ship_index]),
+                diluted[kind],
+                threshold,
+            )
+            oof[kind] = combine(wide, runs, offsets[kind][name])
         oof["ensemble"] = (oof["minilm"] + oof["lexical"]) / 2
         thresholds["ensemble"][name] = choose_threshold(
             oof["ensemble"][ship_index], labels[ship_index], hard[ship_index]
@@ -551,13 +622,12 @@ def main(argv: list[str] | None = None) -> int:
     # Leave one shippable source out: every shippable row scored by prompt
     # heads trained on the other sources (and not on documents built from it).
     loso_scores = {kind: np.full(len(rows), np.nan) for kind in fitters}
-    ones = np.ones(len(rows))
     for held in sorted(set(sources[shippable])):
         parents_hit = np.array([held in r.get("parents", ()) for r in rows])
         train = np.where(shippable & (sources != held) & ~parents_hit)[0]
         test = np.where(shippable & (sources == held))[0]
         for kind, fitter in fitters.items():
-            loso_scores[kind][test] = fitter(train, ones)[0](test)
+            loso_scores[kind][test] = fitter(train, source_weights)[0](test)
         print(f"  LOSO: {held}", file=sys.stderr)
     loso_scores["ensemble"] = (loso_scores["minilm"] + loso_scores["lexical"]) / 2
     loso: dict[str, Any] = {}
@@ -583,12 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     final: dict[str, dict[str, Any]] = {kind: {} for kind in fitters}
     never_scores: dict[str, dict[str, np.ndarray]] = {}
     for name, weight in head_weights.items():
-        w = np.where(is_document, weight, 1.0)
+        w = np.where(is_document, weight, 1.0) * source_weights
         never_scores[name] = {}
         for kind, fitter in fitters.items():
-            scorer, model = (
-                fitter(ship_index, w, name) if kind == "lexical" else fitter(ship_index, w)
-            )
+            scorer, model = fitter(ship_index, w, name)
             final[kind][name] = model
             never_scores[name][kind] = scorer(never)
         never_scores[name]["ensemble"] = (
@@ -621,6 +689,12 @@ def main(argv: list[str] | None = None) -> int:
                         "weights": [float(v) for v in head.coef_[0]],
                         "bias": float(head.intercept_[0]),
                         "threshold": thresholds["minilm"][name],
+                        # null: no runs (JSON has no infinity)
+                        "sentence_offset": (
+                            offsets["minilm"][name]
+                            if np.isfinite(offsets["minilm"][name])
+                            else None
+                        ),
                     }
                     for name, head in final["minilm"].items()
                 },
@@ -632,10 +706,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     lexical_path = args.out / "lexical.npz"
-    lexical_path.write_bytes(serialise(final["lexical"], offsets, args.sentence_chars))
+    lexical_path.write_bytes(serialise(final["lexical"], offsets["lexical"], args.sentence_chars))
     long_never = never[long_rows[never]][:100]
     sample = np.concatenate([never[:200], long_never])
-    check_runtime_agrees(lexical_path, lex, final["lexical"]["prompt"], offsets, sample, rows)
+    check_runtime_agrees(
+        lexical_path, lex, final["lexical"]["prompt"], offsets["lexical"], sample, rows
+    )
     manifest = {
         "encoder": onnx_path.name,
         "tokenizer": tokenizer_path.name,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
@@ -51,3 +52,29 @@ def test_without_dilution_texts_the_runs_stay_off() -> None:
         (flat, flat, np.array([0, 1]), np.array([True, True])), empty, threshold=0.5
     )
     assert offset == float("inf")
+
+
+def test_a_text_without_runs_has_no_run_logit_and_keeps_its_wide_score() -> None:
+    class Head:
+        def decision_function(self, x: np.ndarray) -> np.ndarray:
+            return np.asarray(x[:, 0], dtype=np.float64)
+
+    windows = [np.array([[1.0], [3.0]]), np.zeros((0, 1)), np.array([[-2.0]])]
+    best = train_injection.max_window_logits(Head(), windows)
+    assert best.tolist() == [3.0, float("-inf"), -2.0]
+    assert train_injection.max_window_logits(Head(), [np.zeros((0, 1))]).tolist() == [float("-inf")]
+    # No runs: the wide logit decides at any offset, including none.
+    combined = train_injection.combine(np.array([0.0]), best[1:2], 0.0)
+    assert combined.tolist() == [0.5]
+
+
+def test_source_weights_from_rows_alike_to_sources_alike() -> None:
+    sources = np.array(["a"] * 6 + ["b"] * 2 + ["never"] * 4)
+    shippable = np.array([True] * 8 + [False] * 4)
+    flat = train_injection.balanced_sources(sources, shippable, 0.0)
+    assert flat.tolist() == [1.0] * 12
+    even = train_injection.balanced_sources(sources, shippable, 1.0)
+    assert even[:6].sum() == pytest.approx(even[6:8].sum())  # each source weighs the same
+    assert even[shippable].mean() == pytest.approx(1.0)
+    half = train_injection.balanced_sources(sources, shippable, 0.5)
+    assert even[0] < half[0] < 1.0 < half[6] < even[6]

@@ -4,9 +4,11 @@ two probabilities); each kind has a prompt head and a document head with
 thresholds picked on out-of-fold scores by the training script.
 
 Long inputs are split into overlapping token windows and the highest window
-score wins, so one injected sentence in a long benign document is not diluted
-by the rest. A security product must not run a model file it cannot verify:
-the manifest's own sha256 is recorded in code (``SHIPPED_MANIFEST_SHA256``, or
+score wins; a text longer than a run of sentences (``lexical.sentence_windows``)
+is also scored run by run, each run's logit lowered by its head's offset, so
+one injected sentence in a long benign document is not diluted by the rest.
+A security product must not run a model file it cannot verify: the
+manifest's own sha256 is recorded in code (``SHIPPED_MANIFEST_SHA256``, or
 given by the operator for another folder), the manifest records every model
 file's sha256, and the model is built from the bytes that passed the check,
 never read from the folder again.
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from mantlet.detectors._cache import ScopedCache
 from mantlet.detectors.injection.lexical import HEADS as LEXICAL_HEADS
-from mantlet.detectors.injection.lexical import LexicalModel
+from mantlet.detectors.injection.lexical import LexicalModel, sentence_windows
 from mantlet.errors import DetectorError
 
 if TYPE_CHECKING:
@@ -52,7 +54,7 @@ _ROLES = ("encoder", "tokenizer", "heads", "lexical")
 # sha256 of the shipped manifest.json (which lists every model file's sha256).
 # Recorded here, not beside the files, so a model swapped on disk cannot bring
 # its own digests. `make train-injection` prints the new value.
-SHIPPED_MANIFEST_SHA256 = "c3fbe454dc66423aa49748904b0072906e3017618796caf574f70113ac8ee754"
+SHIPPED_MANIFEST_SHA256 = "4fe3b38e28bc9cd841fade731072cdfa790a735fc0a743410eba764b33872368"
 
 
 def default_model_dir() -> Path:
@@ -105,20 +107,29 @@ def verified_files(folder: Path, manifest_sha256: str) -> tuple[dict[str, Any], 
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """A logistic-regression head over the 384-d sentence embedding."""
+    """A logistic-regression head over the 384-d sentence embedding.
+    ``sentence_offset`` lowers the logit of a run of sentences (a short run
+    reads as an instruction more easily than the text around it); infinite
+    means the head was trained without runs."""
 
     weights: tuple[float, ...]
     bias: float
     threshold: float
+    sentence_offset: float = math.inf
     _vector: Any = field(default=None, init=False, repr=False, compare=False)
 
-    def probabilities(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    def logits(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         import numpy as np
 
         if self._vector is None:  # built once: a tuple to array per call costs 10 us
             object.__setattr__(self, "_vector", np.asarray(self.weights, dtype=np.float64))
-        logits = embeddings.astype(np.float64) @ self._vector + self.bias
-        result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
+        result: npt.NDArray[np.float64] = embeddings.astype(np.float64) @ self._vector + self.bias
+        return result
+
+    def probabilities(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        import numpy as np
+
+        result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-self.logits(embeddings)))
         return result
 
 
@@ -169,6 +180,15 @@ class Encoder:
         count = 1 + math.ceil((len(ids) - WINDOW_TOKENS) / WINDOW_STRIDE)
         starts = [min(i * WINDOW_STRIDE, len(ids) - WINDOW_TOKENS) for i in range(count)]
         return [[self._cls, *ids[s : s + WINDOW_TOKENS], self._sep] for s in starts]
+
+    def run_windows(self, text: str, size: int) -> list[list[int]]:
+        """One token window per run of whole sentences of at most ``size``
+        characters (none for shorter texts), cut to a window's length."""
+        runs = sentence_windows(text, size)
+        if not runs:
+            return []
+        encoded = self._tokenizer.encode_batch(runs, add_special_tokens=False)
+        return [[self._cls, *e.ids[:WINDOW_TOKENS], self._sep] for e in encoded]
 
     def embed_windows(
         self, windows: Sequence[Sequence[int]], batch_size: int = 1, scope: str = ""
@@ -251,7 +271,12 @@ class InjectionModel:
         try:
             heads = json.loads(files["heads"])
             self.heads = {  # the MiniLM heads
-                name: Head(tuple(h["weights"]), float(h["bias"]), float(h["threshold"]))
+                name: Head(
+                    tuple(h["weights"]),
+                    float(h["bias"]),
+                    float(h["threshold"]),
+                    _offset(h.get("sentence_offset")),
+                )
                 for name, h in heads["minilm"].items()
             }
             self.thresholds = {
@@ -292,15 +317,14 @@ class InjectionModel:
         ``scope`` (a tenant) keeps cached scores and windows from being
         shared across callers. A text scored recently is answered from the
         score cache (no tokenizing, no head): conversations resend their
-        history. ``sentence_runs`` off scores the lexical model on its wide
-        windows only."""
+        history. ``sentence_runs`` off scores the wide windows only."""
         if kind == "ensemble":
-            minilm = self.score(texts, head, scope, "minilm")
+            minilm = self.score(texts, head, scope, "minilm", sentence_runs)
             lexical = self.score(texts, head, scope, "lexical", sentence_runs)
             return [(a + b) / 2 for a, b in zip(minilm, lexical, strict=True)]
         if kind not in KINDS:
             raise DetectorError(f"unknown injection model kind {kind!r}")
-        variant = kind if kind != "lexical" or sentence_runs else "lexical-wide"
+        variant = kind if sentence_runs else f"{kind}-wide"
         keys = [
             self._scores.key(
                 scope, f"{variant}\x00{head}\x00{text}".encode("utf-8", "surrogatepass")
@@ -314,23 +338,49 @@ class InjectionModel:
                     best[index] = self.lexical.score(text, head, sentence_runs)
                     self._scores.put(keys[index], best[index] or 0.0)
             return [score or 0.0 for score in best]
+        missing = [index for index, score in enumerate(best) if score is None]
+        for index, score in zip(
+            missing,
+            self._minilm([texts[i] for i in missing], head, scope, sentence_runs),
+            strict=True,
+        ):
+            best[index] = score
+            self._scores.put(keys[index], score)
+        return [score or 0.0 for score in best]
+
+    def _minilm(
+        self, texts: Sequence[str], head: str, scope: str, sentence_runs: bool
+    ) -> list[float]:
+        """The MiniLM kind's score per text: the best logit among its token
+        windows and (offset) runs of sentences, as a probability."""
+        import numpy as np
+
+        if not texts:
+            return []
+        classifier = self.heads[head]
+        runs = sentence_runs and math.isfinite(classifier.sentence_offset)
         owners: list[int] = []
         windows: list[list[int]] = []
+        offsets: list[float] = []
         for index, text in enumerate(texts):
-            if best[index] is not None:
-                continue
-            best[index] = 0.0
             for window in self.encoder.windows(text):
                 owners.append(index)
                 windows.append(window)
-        if windows:
-            embeddings = self.encoder.embed_windows(windows, scope=scope)
-            probabilities = self.heads[head].probabilities(embeddings)
-            for owner, probability in zip(owners, probabilities.tolist(), strict=True):
-                best[owner] = max(best[owner] or 0.0, float(probability))
-            for owner in set(owners):
-                self._scores.put(keys[owner], best[owner] or 0.0)
-        return [score or 0.0 for score in best]
+                offsets.append(0.0)
+            if runs:
+                for window in self.encoder.run_windows(text, self.lexical.sentence_chars):
+                    owners.append(index)
+                    windows.append(window)
+                    offsets.append(classifier.sentence_offset)
+        logits = classifier.logits(self.encoder.embed_windows(windows, scope=scope))
+        best = np.full(len(texts), -np.inf)
+        np.maximum.at(best, np.asarray(owners), logits - np.asarray(offsets))
+        return [float(p) for p in 1.0 / (1.0 + np.exp(-np.clip(best, -50.0, 50.0)))]
+
+
+def _offset(value: Any) -> float:
+    """A head's sentence-run offset; absent or null means no runs."""
+    return math.inf if value is None else float(value)
 
 
 def _is_shipped(folder: Path) -> bool:
