@@ -16,8 +16,9 @@ Steps, all reproducible (fixed seed):
    the same documents (label 0). Optionally (``--combined-prompts N``, off
    for the shipped model) generated "combined attack" prompts with benign
    look-alikes (tools/injection_generated.py).
-4. Embed every row (all 128-token windows, and its runs of sentences) with
-   the int8 encoder, i.e. the exact runtime path, and count every row's
+4. Embed every row (all 128-token windows, and its runs of sentences when
+   it is longer than one window) with the int8 encoder, i.e. the exact
+   runtime path, and count every row's
    hashed word and character
    n-grams with the runtime's own featurizer (``lexical.py``), for the whole
    text, its 600-character windows and its runs of sentences
@@ -257,15 +258,23 @@ def embed_all(
     encoder: Encoder,
     texts: list[str],
     encoder_id: str,
-    split: Any = None,
+    runs: int = 0,
     name: str = "embeddings",
 ) -> list[np.ndarray]:
-    """Embeddings of every window of every text (``split`` makes a text's
-    windows: by default the runtime's 128-token windows, at most 64), cached
-    by text hash, one cache per encoder and windowing (``name``; ``encoder_id``
-    is the encoder file's digest), so a changed encoder never reuses another's
-    embeddings."""
-    split = split or (lambda text: encoder.windows(text)[:64])
+    """Embeddings of every window of every text, as the runtime makes them:
+    its 128-token windows (at most 64), or with ``runs`` its runs of
+    sentences of at most that many characters (at most 64, only for a text
+    longer than one window, all of a text's runs embedded together). Cached
+    by text hash, one cache per encoder and windowing (``name``;
+    ``encoder_id`` is the encoder file's digest), so a changed encoder never
+    reuses another's embeddings."""
+
+    def embed(text: str) -> np.ndarray:
+        wide = encoder.windows(text)
+        if not runs:
+            return encoder.embed_windows(wide[:64])
+        return encoder.embed_runs(encoder.run_windows(text, runs)[:64] if len(wide) > 1 else [])
+
     cache_file = CACHE / f"{name}-{encoder_id[:16]}.npz"
     cached: dict[str, np.ndarray] = {}
     if cache_file.is_file():
@@ -276,7 +285,7 @@ def embed_all(
     by_key = dict(zip(keys, texts, strict=True))
     started = time.perf_counter()
     for done, key in enumerate(missing, start=1):
-        cached[key] = encoder.embed_windows(split(by_key[key])).reshape(-1, 384)
+        cached[key] = embed(by_key[key]).reshape(-1, 384)
         if done % 2000 == 0:
             rate = done / (time.perf_counter() - started)
             print(f"  {name}: {done}/{len(missing)} ({rate:.0f} texts/s)", file=sys.stderr)
@@ -284,11 +293,6 @@ def embed_all(
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, **cached)
     return [cached[k] for k in keys]
-
-
-def run_splitter(encoder: Encoder, sentence_chars: int) -> Any:
-    """A text's run windows as the runtime makes them (at most 64)."""
-    return lambda text: encoder.run_windows(text, sentence_chars)[:64]
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Any:
@@ -541,9 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     lex_texts = [normalize(r["text"]).text for r in rows]
     lex = LexicalData(lex_texts, args.sentence_chars)
     print("embedding runs of sentences ...", file=sys.stderr)
-    runs_name = f"runs{args.sentence_chars}"
-    split_runs = run_splitter(encoder, args.sentence_chars)
-    run_windows = embed_all(encoder, lex_texts, encoder_id, split_runs, runs_name)
+    runs_name = f"runs{args.sentence_chars}-batched"
+    run_windows = embed_all(encoder, lex_texts, encoder_id, args.sentence_chars, runs_name)
 
     def minilm_logits(head: Any, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -593,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
             [held for held, _ in fold_models], rows, lex_texts, SEED
         )
         diluted_windows = embed_all(encoder, texts, encoder_id, name="diluted")
-        diluted_runs = embed_all(encoder, texts, encoder_id, split_runs, f"diluted-{runs_name}")
+        diluted_runs = embed_all(
+            encoder, texts, encoder_id, args.sentence_chars, f"diluted-{runs_name}"
+        )
         dilution = np.zeros(len(texts)), np.zeros(len(texts))
         for fold, head in enumerate(fold_heads):
             mask = np.where(fold_of == fold)[0]

@@ -4,9 +4,10 @@ two probabilities); each kind has a prompt head and a document head with
 thresholds picked on out-of-fold scores by the training script.
 
 Long inputs are split into overlapping token windows and the highest window
-score wins; a text longer than a run of sentences (``lexical.sentence_windows``)
-is also scored run by run, each run's logit lowered by its head's offset, so
-one injected sentence in a long benign document is not diluted by the rest.
+score wins; a text longer than one window is also scored run by run (runs of
+whole sentences, ``lexical.sentence_windows``), each run's logit lowered by
+its head's offset, so one injected sentence in a long benign document is not
+diluted by the rest.
 A security product must not run a model file it cannot verify: the
 manifest's own sha256 is recorded in code (``SHIPPED_MANIFEST_SHA256``, or
 given by the operator for another folder), the manifest records every model
@@ -48,13 +49,15 @@ WINDOW_STRIDE = 64  # overlap, so a sentence on a window edge is seen whole once
 # (and the same system prompt) every turn, so without this a conversation's
 # scanning cost grows with the square of its length. 4096 x 1.5 KB = 6 MB.
 CACHE_WINDOWS = 4096
+# Runs of sentences of one text per ONNX call (see Encoder.embed_runs).
+RUN_BATCH = 32
 MANIFEST = "manifest.json"
 KINDS = ("minilm", "lexical", "ensemble")
 _ROLES = ("encoder", "tokenizer", "heads", "lexical")
 # sha256 of the shipped manifest.json (which lists every model file's sha256).
 # Recorded here, not beside the files, so a model swapped on disk cannot bring
 # its own digests. `make train-injection` prints the new value.
-SHIPPED_MANIFEST_SHA256 = "4fe3b38e28bc9cd841fade731072cdfa790a735fc0a743410eba764b33872368"
+SHIPPED_MANIFEST_SHA256 = "987fccdd537fa7ec940998ec85ab9d68b21ef6556d82c666c16d2de060c78b98"
 
 
 def default_model_dir() -> Path:
@@ -217,24 +220,45 @@ class Encoder:
         missing = [(k, w) for k, w in zip(keys, windows, strict=True) if k not in found]
         for first in range(0, len(missing), batch_size):
             batch = missing[first : first + batch_size]
-            width = max(len(w) for _, w in batch)
-            input_ids = np.zeros((len(batch), width), dtype=np.int64)
-            attention = np.zeros((len(batch), width), dtype=np.int64)
-            for row, (_, window) in enumerate(batch):
-                input_ids[row, : len(window)] = window
-                attention[row, : len(window)] = 1
-            with (
-                self._lock
-            ):  # InferenceSession.run is thread-safe, but one at a time is faster here
-                (embedding,) = self._session.run(
-                    ["embedding"], {"input_ids": input_ids, "attention_mask": attention}
-                )
+            embedding = self._run([w for _, w in batch])
             for row, (key, _) in enumerate(batch):
-                found[key] = np.asarray(embedding[row], dtype=np.float32)
+                found[key] = embedding[row]
         if cached:
             for key, _ in missing:
                 self._cache.put(key, found[key])
         return np.stack([found[key] for key in keys]).astype(np.float32)
+
+    def embed_runs(self, windows: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
+        """Embeddings of one text's runs of sentences, ``RUN_BATCH`` to an
+        ONNX call. A run is a sentence or two, and one call each would cost
+        more than the text's wide windows (the call, not the tokens, is the
+        cost). In a batch a run's embedding depends on its batch mates (see
+        ``embed_windows``), but those are the other runs of the same text,
+        batched the same way every time: the score is still a function of the
+        text alone. Not cached per window for that reason; the score cache
+        answers for a text seen before."""
+        import numpy as np
+
+        if not windows:
+            return np.zeros((0, 384), dtype=np.float32)
+        parts = [self._run(windows[i : i + RUN_BATCH]) for i in range(0, len(windows), RUN_BATCH)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _run(self, batch: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
+        """One ONNX call on ``batch``, zero-padded to its longest window."""
+        import numpy as np
+
+        width = max(len(w) for w in batch)
+        input_ids = np.zeros((len(batch), width), dtype=np.int64)
+        attention = np.zeros((len(batch), width), dtype=np.int64)
+        for row, window in enumerate(batch):
+            input_ids[row, : len(window)] = window
+            attention[row, : len(window)] = 1
+        with self._lock:  # InferenceSession.run is thread-safe, but one at a time is faster here
+            (embedding,) = self._session.run(
+                ["embedding"], {"input_ids": input_ids, "attention_mask": attention}
+            )
+        return np.asarray(embedding, dtype=np.float32)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One embedding per text, from its first window only (training helper)."""
@@ -352,7 +376,8 @@ class InjectionModel:
         self, texts: Sequence[str], head: str, scope: str, sentence_runs: bool
     ) -> list[float]:
         """The MiniLM kind's score per text: the best logit among its token
-        windows and (offset) runs of sentences, as a probability."""
+        windows and, for a text longer than one window, its runs of
+        sentences less the head's offset, as a probability."""
         import numpy as np
 
         if not texts:
@@ -361,20 +386,18 @@ class InjectionModel:
         runs = sentence_runs and math.isfinite(classifier.sentence_offset)
         owners: list[int] = []
         windows: list[list[int]] = []
-        offsets: list[float] = []
-        for index, text in enumerate(texts):
-            for window in self.encoder.windows(text):
-                owners.append(index)
-                windows.append(window)
-                offsets.append(0.0)
-            if runs:
-                for window in self.encoder.run_windows(text, self.lexical.sentence_chars):
-                    owners.append(index)
-                    windows.append(window)
-                    offsets.append(classifier.sentence_offset)
-        logits = classifier.logits(self.encoder.embed_windows(windows, scope=scope))
         best = np.full(len(texts), -np.inf)
-        np.maximum.at(best, np.asarray(owners), logits - np.asarray(offsets))
+        for index, text in enumerate(texts):
+            wide = self.encoder.windows(text)
+            owners.extend([index] * len(wide))
+            windows.extend(wide)
+            if runs and len(wide) > 1:
+                pieces = self.encoder.run_windows(text, self.lexical.sentence_chars)
+                if pieces:
+                    logits = classifier.logits(self.encoder.embed_runs(pieces))
+                    best[index] = float(logits.max()) - classifier.sentence_offset
+        logits = classifier.logits(self.encoder.embed_windows(windows, scope=scope))
+        np.maximum.at(best, np.asarray(owners), logits)
         return [float(p) for p in 1.0 / (1.0 + np.exp(-np.clip(best, -50.0, 50.0)))]
 
 
