@@ -231,3 +231,35 @@ def test_a_name_keeps_the_period_of_its_abbreviation_but_not_of_its_sentence() -
     initials = "Trains run by Proastiakos S.A. every hour."
     span = en_crf._trimmed(initials, 14, 29, "ORGANIZATION", 0.9)
     assert span is not None and initials[span.start : span.end] == "Proastiakos S.A."
+
+
+def _found(text: str) -> list[tuple[str, str]]:
+    backend = load_backend("en")
+    backend.clear_cache()
+    return [(text[s.start : s.end], s.label) for s in backend.entities(text) if s.score >= 0.5]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Write a JavaScript function that sorts an array.",
+        "How do I read a JSON file in Python?",
+        "Rewrite the SQL query in Python.",
+        "Port this Java class to Kotlin.",
+    ],
+)
+def test_a_language_name_in_technical_text_is_not_a_name(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _found(text) == []
+    # Without the technical-text check the tagger's own verdict comes back.
+    monkeypatch.setattr(en_crf, "_technical", lambda _text: False)
+    assert _found(text) != []
+
+
+def test_people_named_like_languages_and_languages_outside_code_talk_stay_names() -> None:
+    # "Julia" and "Ruby" are first names to the gazetteer; "Java" here is an island.
+    assert ("Julia", "PERSON") in _found("Julia wrote the parser in Python last week.")
+    assert ("Ruby", "PERSON") in _found("My colleague Ruby fixed the bug in the Go server.")
+    assert ("Python", "LOCATION") not in _found("Julia wrote the parser in Python last week.")
+    assert "Java" in {name for name, _ in _found("We spent a month on Java and Bali last year.")}

@@ -14,8 +14,10 @@ checked (``_base.verified_files``).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +52,19 @@ LABELS = {
 }
 CACHE_TEXTS = 4096  # recent texts whose entities are kept (offsets and labels only)
 _STRIP = " \t\n\"'`.,;:!?()[]{}"
+# What makes a text read as technical chat, where a programming language's
+# name is not a name: code markup, or a word about software.
+_CODE_MARKS = ("`", "()", "{", "=>", "==", "</", "::", "#include", "def ", "import ")
+_CODE_WORDS = re.compile(
+    r"\b(?:code|coding|program(?:s|ming)?|function|script|snippet|library|framework|"
+    r"compiler?|syntax|variable|array|class|method|module|api|regex|query|database|debug|"
+    r"implement|algorithm|developer|runtime|parser?|json|csv|string|integer|loop|package|"
+    r"install|bug|exception|server|app)\b",
+    re.IGNORECASE,
+)
+# Gazetteer tags of people's and places' names: such a language name ("Julia",
+# "Ruby", "Crystal") is kept, technical text or not.
+_NAME_TAGS = frozenset({"g:fn", "g:ln", "g:ci", "g:co"})
 
 
 def model_dir() -> Path:
@@ -102,7 +117,30 @@ class CrfNer(CachedNer):
                 span = _trimmed(text, part[first][0], part[last][1], LABELS.get(label), score)
                 if span is not None:
                     out.append(span)
+        if out and _technical(text):
+            out = [s for s in out if not self._language_name(text[s.start : s.end])]
         return out
+
+    def _language_name(self, name: str) -> bool:
+        """A programming or data language by Pygments' registry of lexers
+        ("JavaScript", "Python", "SQL", "JSON"), unless the gazetteer knows
+        the word as a person's or place's name."""
+        return name in _language_names() and not _NAME_TAGS & set(
+            self._gazetteer.get(name.lower(), ())
+        )
+
+
+@functools.cache
+def _language_names() -> frozenset[str]:
+    """Names of the languages Pygments highlights (602 in Pygments 2.x): a
+    registry kept current by its maintainers rather than a list of ours."""
+    from pygments.lexers import get_all_lexers  # type: ignore[import-untyped]
+
+    return frozenset(name for name, *_ in get_all_lexers() if " " not in name)
+
+
+def _technical(text: str) -> bool:
+    return any(mark in text for mark in _CODE_MARKS) or _CODE_WORDS.search(text) is not None
 
 
 def _mean_marginal(tagger: Any, tags: Sequence[str], first: int, last: int) -> float:
