@@ -41,8 +41,13 @@ bench/results/ner_crf_training.json, and prints the sha256 of each file for
 ``en_crf.SHA256`` (recorded in code on purpose: a model swapped on disk must
 not bring its own digests).
 
+``--research-conll`` adds CoNLL-2003 train (research licence) to measure how
+far more real labelled text would take this model; it refuses to write the
+shipped folder.
+
     python tools/train_ner_crf.py [--datasets ../shared/datasets] [--synthetic 6000]
                                   [--tech 0] [--out DIR] [--report FILE]
+                                  [--research-conll]
 """
 
 from __future__ import annotations
@@ -291,7 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report", type=Path, default=ROOT / "bench" / "results" / "ner_crf_training.json"
     )
+    parser.add_argument(
+        "--research-conll",
+        action="store_true",
+        help="add CoNLL-2003 train (research licence): an experiment, never the shipped model",
+    )
     args = parser.parse_args(argv)
+    if args.research_conll and args.out.resolve() == en_crf.model_dir().resolve():
+        parser.error("--research-conll may not write the shipped model folder (use --out)")
     import pycrfsuite
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         stale.unlink()
     started = time.perf_counter()
     rows = training_rows(args.datasets, args.synthetic, args.seed, args.tech)
+    if args.research_conll:  # how far more real, labelled text would go
+        conll = load(args.datasets, "pii_conll2003_train_dev")
+        rows += [(r["text"], mapped(r["spans"])) for r in conll if r["split"] == "train"]
+        random.Random(args.seed).shuffle(rows)
     print(f"{len(rows)} training texts; word clusters", file=sys.stderr)
     lists = gazetteer_words()
     gazetteer_path = args.out / en_crf.GAZETTEER_FILE
