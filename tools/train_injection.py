@@ -18,10 +18,9 @@ Steps, all reproducible (fixed seed):
    look-alikes (tools/injection_generated.py).
 4. Embed every row (all 128-token windows, and its runs of sentences when
    it is longer than one window) with the int8 encoder, i.e. the exact
-   runtime path, and count every row's
-   hashed word and character
-   n-grams with the runtime's own featurizer (``lexical.py``), for the whole
-   text, its 600-character windows and its runs of sentences
+   runtime path, and count every row's hashed word and character n-grams
+   with the runtime's own featurizer (``lexical.py``), for the whole text,
+   its 600-character windows and its runs of sentences
    (``--sentence-chars``).
 5. For each kind of model (MiniLM head, lexical head, and their mean, the
    ensemble) and each head (prompts: every row alike; documents: documents,
@@ -31,9 +30,10 @@ Steps, all reproducible (fixed seed):
    the logit offset of their runs of sentences, on out-of-fold dilution
    texts (held-out attacks set into longer held-out benign text,
    ``diluted_texts``) within a false-positive budget on the long benign
-   training rows. The run length
-   was chosen by running this script with 80, 120, 160 and 320 and
-   comparing those out-of-fold figures (README, "The injection detector").
+   training rows. The run length was chosen by running this script with 80,
+   120, 160 and 320 and comparing those out-of-fold figures (README, "The
+   injection detector"). ``--source-power`` (off for the shipped model)
+   weighs sources rather than rows alike.
 6. Leave-one-source-out: every shippable source scored by prompt heads
    trained on the other sources, at those thresholds (a report only).
 7. Train the final heads on all shippable rows, per kind, and score the
