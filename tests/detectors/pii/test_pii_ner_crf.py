@@ -246,6 +246,7 @@ def _found(text: str) -> list[tuple[str, str]]:
         "How do I read a JSON file in Python?",
         "Rewrite the SQL query in Python.",
         "Port this Java class to Kotlin.",
+        "Write a Javascript function that sorts an array.",
     ],
 )
 def test_a_language_name_in_technical_text_is_not_a_name(

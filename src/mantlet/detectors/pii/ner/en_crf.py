@@ -125,18 +125,18 @@ class CrfNer(CachedNer):
         """A programming or data language by Pygments' registry of lexers
         ("JavaScript", "Python", "SQL", "JSON"), unless the gazetteer knows
         the word as a person's or place's name."""
-        return name in _language_names() and not _NAME_TAGS & set(
-            self._gazetteer.get(name.lower(), ())
-        )
+        folded = name.lower()  # "Javascript", "JAVA": spelt as people type them
+        return folded in _language_names() and not _NAME_TAGS & set(self._gazetteer.get(folded, ()))
 
 
 @functools.cache
 def _language_names() -> frozenset[str]:
-    """Names of the languages Pygments highlights (602 in Pygments 2.x): a
-    registry kept current by its maintainers rather than a list of ours."""
+    """Names of the languages Pygments highlights (about 500 without a space,
+    lower-cased): a registry kept current by its maintainers rather than a
+    list of ours."""
     from pygments.lexers import get_all_lexers  # type: ignore[import-untyped]
 
-    return frozenset(name for name, *_ in get_all_lexers() if " " not in name)
+    return frozenset(name.lower() for name, *_ in get_all_lexers() if " " not in name)
 
 
 def _technical(text: str) -> bool:
