@@ -31,6 +31,7 @@ and the negatives, and which other kinds were reported on a value's span.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import ipaddress
 import json
@@ -89,14 +90,20 @@ class Tally:
         }
 
 
+@functools.cache
+def _fake(locale: str = "en_US") -> Faker:
+    """One Faker per locale; every value reseeds it (``_seeded``)."""
+    return Faker(locale)
+
+
+def _seeded(rnd: random.Random, locale: str = "en_US") -> Faker:
+    fake = _fake(locale)
+    fake.seed_instance(rnd.getrandbits(32))
+    return fake
+
+
 def _faker(locale: str, method: str) -> Generator:
-    fake = Faker(locale)
-
-    def make(rnd: random.Random) -> str:
-        fake.seed_instance(rnd.getrandbits(32))
-        return str(getattr(fake, method)())
-
-    return make
+    return lambda rnd: str(getattr(_seeded(rnd, locale), method)())
 
 
 def _digits(rnd: random.Random, n: int) -> str:
@@ -177,16 +184,14 @@ def _ipv6(rnd: random.Random) -> str:
 
 
 def _url(rnd: random.Random) -> str:
-    fake = Faker()
-    fake.seed_instance(rnd.getrandbits(32))
+    fake = _seeded(rnd)
     password = "".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(12))
     scheme = rnd.choice(["https", "postgres", "redis", "ftp", "mongodb"])
     return f"{scheme}://{fake.user_name()}:{password}@{fake.domain_name()}"
 
 
 def _dob(rnd: random.Random) -> str:
-    fake = Faker()
-    fake.seed_instance(rnd.getrandbits(32))
+    fake = _seeded(rnd)
     day = fake.date_of_birth(minimum_age=18, maximum_age=90)
     fmt = rnd.choice(["%d/%m/%Y", "%m/%d/%Y", "%Y-%m-%d", "%B %d, %Y", "%d %B %Y", "%d.%m.%Y"])
     return day.strftime(fmt)

@@ -389,16 +389,12 @@ def diluted_texts(
 
 def diluted_oof(
     fold_models: list[tuple[np.ndarray, Any]],
-    rows: list[dict[str, Any]],
-    texts: list[str],
+    dilution: tuple[list[str], np.ndarray, np.ndarray],
     sentence_chars: int,
-    seed: int,
-    per_fold: int = 80,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each ``diluted_texts`` text's best wide-window and sentence-run logits
     under its fold's lexical model, and its label."""
-    folds = [test for test, _ in fold_models]
-    diluted, fold_of, labels = diluted_texts(folds, rows, texts, seed, per_fold)
+    diluted, fold_of, labels = dilution
     if not diluted:  # no fold holds enough of both: offsets tie, and ties go to "no runs"
         return np.zeros(0), np.zeros(0), labels
     data = LexicalData(diluted, sentence_chars)
@@ -591,10 +587,14 @@ def main(argv: list[str] | None = None) -> int:
             logits["lexical"][0][held], logits["lexical"][1][held] = lex.logits(model, held)
             fold_models.append((held, model))
             fold_heads.append(head)
-        diluted = {"lexical": diluted_oof(fold_models, rows, lex_texts, args.sentence_chars, SEED)}
         texts, fold_of, diluted_labels = diluted_texts(
             [held for held, _ in fold_models], rows, lex_texts, SEED
         )
+        diluted = {
+            "lexical": diluted_oof(
+                fold_models, (texts, fold_of, diluted_labels), args.sentence_chars
+            )
+        }
         diluted_windows = embed_all(encoder, texts, encoder_id, name="diluted")
         diluted_runs = embed_all(
             encoder, texts, encoder_id, args.sentence_chars, f"diluted-{runs_name}"
