@@ -355,3 +355,14 @@ def test_one_megabyte_adversarial_inputs_stay_linear() -> None:
         started = time.perf_counter()
         detector.detect(text, ScanContext())
         assert time.perf_counter() - started < 5.0
+
+
+def test_two_secrets_one_boundary_character_apart_are_both_found() -> None:
+    # The rule's boundary character after the first secret is also the one
+    # before the second: both must be reported.
+    first, second = (tok(AN, 3) + "8Q~" + tok(AN + "_~", 34) for _ in range(2))
+    text = f"client secrets: {first},{second}"
+    spans = {
+        text[f.start : f.end] for f in only("azure-ad-client-secret").detect(text, ScanContext())
+    }
+    assert spans == {first, second}

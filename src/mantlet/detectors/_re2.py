@@ -7,7 +7,7 @@ Python's ``re`` can backtrack catastrophically on a crafted input.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import re2
@@ -44,3 +44,19 @@ def search_set(patterns: Sequence[str], *, where: str, max_mem: int | None = Non
     if patterns:  # an empty set is left uncompiled; callers do not match against it
         found.Compile()
     return found
+
+
+def value_matches(regex: Any, subject: str | bytes, group: int | str) -> Iterator[Any]:
+    """Every match whose ``group`` (the value) is not empty. The next search
+    starts where the value ends, not where the match does: a pattern's
+    boundary character after a value ("10.0.0.1,10.0.0.2", "70651\\n082 490
+    1693") is also the boundary before the next one, and ``finditer`` would
+    have consumed it (RE2 has no lookaround to leave it in place)."""
+    at = 0
+    while (match := regex.search(subject, at)) is not None:
+        start, end = match.span(group)
+        if start < 0 or start == end:
+            at = max(match.end(), match.start() + 1)
+            continue
+        yield match
+        at = end

@@ -302,3 +302,32 @@ def test_versions_years_and_round_numbers_are_not_phone_numbers(text: str) -> No
 )
 def test_dotted_phone_numbers_are_still_found(text: str, number: str) -> None:
     assert ("PHONE_NUMBER", number) in found(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # One boundary character between two values: it ends the first match
+        # and must still start the second.
+        (
+            "allow 10.0.0.1,10.0.0.2 and 10.0.0.3 10.0.0.4",
+            [("IP_ADDRESS", f"10.0.0.{i}") for i in range(1, 5)],
+        ),
+        (
+            "phones: 415-555-0132,415-555-0199",
+            [("PHONE_NUMBER", "415-555-0132"), ("PHONE_NUMBER", "415-555-0199")],
+        ),
+        # A postal code at the end of one line, the phone number on the next.
+        ("Brakpan\n South Africa 70651\n082 490 1693-Office", [("PHONE_NUMBER", "082 490 1693")]),
+        ("Domoszló\n Hungary 34796\n(37) 788-063-Office", [("PHONE_NUMBER", "(37) 788-063")]),
+        (
+            "cc: a.roe@example.org,b.roe@example.org",
+            [
+                ("EMAIL_ADDRESS", "a.roe@example.org"),
+                ("EMAIL_ADDRESS", "b.roe@example.org"),
+            ],
+        ),
+    ],
+)
+def test_adjacent_values_are_each_found_whole(text: str, expected: list[tuple[str, str]]) -> None:
+    assert sorted(found(text)) == sorted(expected)

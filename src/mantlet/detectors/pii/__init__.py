@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
+from mantlet.detectors._re2 import value_matches
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.pii.ner import ENTITIES, NerBackend, known_backend, load_backend
 from mantlet.detectors.pii.rules import (
@@ -172,10 +173,8 @@ class PiiDetector:
         memo: _Memo,
     ) -> Iterable[Finding]:
         rule = compiled.rule
-        for match in compiled.regex.finditer(subject):
+        for match in value_matches(compiled.regex, subject, compiled.value_group):
             start, end = match.span(compiled.value_group)
-            if start < 0 or start == end:
-                continue
             score = _validated(compiled, text[start:end], named, memo)
             if rule.trim_left and (score is None or _POSTCODE_FIRST.match(text, start, end)):
                 start, score = _valid_tail(compiled, text, start, end, named, score, memo)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
-from mantlet.detectors._re2 import search_set
+from mantlet.detectors._re2 import search_set, value_matches
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.secrets.rules import (
     CompiledRule,
@@ -109,10 +109,8 @@ class SecretsDetector:
     ) -> Iterable[Finding]:
         rule = compiled.rule
         key, quote = compiled.key_group, compiled.quote_group
-        for match in compiled.regex.finditer(subject):
+        for match in value_matches(compiled.regex, subject, compiled.secret_group):
             start, end = match.span(compiled.secret_group)
-            if start < 0 or start == end:
-                continue
             candidate = Candidate(
                 value=text[start:end],
                 key=_group_text(text, match, key),
