@@ -4,7 +4,9 @@ Attackers rarely send "ignore previous instructions" in plain text: they hide
 it behind invisible characters (zero-width splitting, Unicode tag "ASCII
 smuggling"), lookalike letters from other scripts, compatibility forms
 (fullwidth, mathematical alphanumerics) or an encoding the model will happily
-undo for them (base64, hex, percent-encoding, ROT13, leetspeak).
+undo for them (base64, base32, hex, percent-encoding, HTML character
+references, ``\\u`` escapes, ROT13, leetspeak, reversed text, letters spelled
+out one at a time).
 ``normalize`` gives detectors a canonical ``text`` to scan plus decoded
 ``variants``, and keeps enough bookkeeping to map a finding in ``text`` back
 to the span of the original input.
@@ -24,6 +26,7 @@ import binascii
 import bisect
 import codecs
 import functools
+import html
 import itertools
 import re
 import string
@@ -45,9 +48,9 @@ _MIN_DECODED = 4
 # Normalize in blocks of about this many characters, so that a text with a
 # handful of fullwidth letters does not pay per-character work throughout.
 _BLOCK = 4096
-# Lines checked one by one for ROT13 when the text as a whole does not read
-# as ROT13 (one encoded line inside an ordinary message).
-_MAX_ROT13_LINES = 1000
+# Lines checked one by one for ROT13 or reversal when the text as a whole
+# does not read that way (one encoded line inside an ordinary message).
+_MAX_READABLE_LINES = 1000
 
 # --- invisible characters ---------------------------------------------------
 
@@ -106,6 +109,15 @@ _MIXED_WORD = re.compile(rf"\b(?=\w*?[A-Za-z])(?=\w*?[{_HOMOGLYPH_CLASS}])\w+")
 # --- encodings --------------------------------------------------------------
 
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+# RFC 4648 base32: upper-case letters and the digits 2-7, "=" padding.
+_BASE32_RUN = re.compile(r"[A-Z2-7]{16,}={0,6}")
+# HTML character references (`&#73;&#103;`, `&#x49;`) and JSON or source
+# escapes (`\u0049\u0067`): web pages, e-mails and tool output carry both.
+# A text holding this many is read with all of them decoded (a few
+# `&#8217;` apostrophes are ordinary markup; a payload needs many).
+_CHAR_REFERENCE = re.compile(r"&#(?:[0-9]{1,7}|[xX][0-9A-Fa-f]{1,6});?")
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}")
+_MIN_ESCAPES = 4
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 # Single characters with one separator between each ("A K I A Q 3 ...",
@@ -131,6 +143,12 @@ _ESCAPED_TOKEN = re.compile(
     r"(?<![A-Za-z0-9._~+\-%])[A-Za-z0-9._~+\-]*+(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+\-]*+)+"
 )
 _SEPARATOR = re.compile(r"[ .\-_·]")
+# An instruction spelled out letter by letter, with wider gaps between its
+# words ("I g n o r e   a l l ...", "I-g-n-o-r-e a-l-l"). A gap of two or
+# three spaces is tried before a single separator; each step looks at a
+# bounded number of characters, so the scan stays linear.
+_SPACED_WORDS = re.compile(r"[A-Za-z0-9](?:(?: {2,3}|[ .\-_·*])[A-Za-z0-9]){11,}")
+_WORD_GAP = re.compile(r" {2,}")
 # `\x49\x67...` and `49 67 6e ...`: a class run, split and checked in Python.
 _ESCAPED_HEX_RUN = re.compile(r"\\[xX][0-9A-Fa-f]{2}[\\xX0-9A-Fa-f]{10,}")
 _SPACED_HEX_RUN = re.compile(r"[0-9A-Fa-f]{2}[ :][0-9A-Fa-f :]{9,}")
@@ -167,7 +185,8 @@ _LEET_CHARS = "013457@$"
 _LEET_TABLE = str.maketrans(_LEET_CHARS, "oieastas")
 _LEET_SET = frozenset(_LEET_CHARS)
 _NON_LEET_DIGITS = frozenset("2689")
-_DATA_JOINERS = frozenset("+/=_")  # "" (start or end of text) is not in it
+# Characters that glue a token to data: base64, identifiers, and escapes (\u00e3)
+_DATA_JOINERS = frozenset("+/=_\\")  # "" (start or end of text) is not in it
 _NOT_LETTERS = str.maketrans("", "", "0123456789@$")  # leaves a token's letters
 # Tokens mixing ASCII letters with leet substitutes; lookaheads only at token
 # starts (the lookbehind), each bounded by its own token.
@@ -206,6 +225,11 @@ _FLAG_OF_KIND = MappingProxyType(
         "url": "url_encoding",
         "rot13": "rot13",
         "leet": "leetspeak",
+        "base32": "base32",
+        "html_references": "html_references",
+        "unicode_escapes": "unicode_escapes",
+        "reversed": "reversed_text",
+        "spaced": "spaced_letters",
     }
 )
 
@@ -214,7 +238,7 @@ _FLAG_OF_KIND = MappingProxyType(
 class Variant:
     """A decoded reading of part of the input that detectors should also scan."""
 
-    kind: str  # "tag_smuggled" | "base64" | "hex" | "url" | "rot13" | "leet"
+    kind: str  # a key of _FLAG_OF_KIND: "base64", "hex", "url", "rot13", "leet", ...
     text: str
     start: int  # span in the original text this variant was decoded from
     end: int
@@ -551,9 +575,14 @@ _Decoded = tuple[str, str, int, int]  # kind, decoded text, start, end in the sc
 def _decode_all(text: str) -> list[_Decoded]:
     return [
         *_base64_segments(text),
+        *_base32_segments(text),
         *_hex_segments(text),
         *_url_segments(text),
-        *_rot13_variants(text),
+        *_reference_variants(text),
+        *_readable_variants(text, "rot13", lambda t: t.translate(_ROT13)),
+        # Backwards, "no" reads "on": only words of three letters or more count.
+        *_readable_variants(text, "reversed", lambda t: t[::-1], shortest=3),
+        *_spaced_variants(text),
         *_leet_variant(text),
     ]
 
@@ -594,6 +623,74 @@ def _decode_base64(run: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return _as_text(data, truncated)
+
+
+def _base32_segments(text: str) -> list[_Decoded]:
+    found = []
+    decoded_runs: dict[str, str | None] = {}
+    for match in _BASE32_RUN.finditer(text):
+        run = match.group()
+        if run not in decoded_runs:
+            decoded_runs[run] = _decode_base32(run)
+        decoded = decoded_runs[run]
+        if decoded is not None:
+            found.append(("base32", decoded, match.start(), match.end()))
+    return found
+
+
+def _decode_base32(run: str) -> str | None:
+    """``None`` unless ``run`` decodes to text (a base32 run is often base64
+    or an identifier as well; only a reading as text counts)."""
+    limit = _MAX_DECODED // 5 * 8
+    core = run.rstrip("=")
+    truncated = len(core) > limit
+    core = core[:limit]
+    core = core[: len(core) - len(core) % 8] if len(core) % 8 in (1, 3, 6) else core
+    try:
+        data = base64.b32decode(core + "=" * (-len(core) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    return _as_text(data, truncated)
+
+
+def _reference_variants(text: str) -> list[_Decoded]:
+    """The whole text with its HTML character references, or its ``\\u``
+    escapes, decoded, when it holds at least ``_MIN_ESCAPES`` of them."""
+    found: list[_Decoded] = []
+    if text.count("&#") >= _MIN_ESCAPES and len(_CHAR_REFERENCE.findall(text)) >= _MIN_ESCAPES:
+        found.append(("html_references", html.unescape(text), 0, len(text)))
+    if text.count("\\u") + text.count("\\U") >= _MIN_ESCAPES:
+        escapes = _UNICODE_ESCAPE.findall(text)
+        if len(escapes) >= _MIN_ESCAPES:
+            decoded = _UNICODE_ESCAPE.sub(_unescape, text)
+            # UTF-16 surrogate pairs (emoji written as two escapes) made whole.
+            decoded = decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            found.append(("unicode_escapes", decoded, 0, len(text)))
+    return found
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return chr(min(int(match.group()[2:], 16), 0x10FFFF))
+
+
+def _spaced_variants(text: str) -> list[_Decoded]:
+    """Letters spelled out one at a time, joined back into words."""
+    found: list[_Decoded] = []
+    for match in _SPACED_WORDS.finditer(text):
+        start, end = match.span()
+        if start and text[start - 1].isalnum():
+            start += 2  # the run began inside a word: "x" of "box a b c ..."
+        if end < len(text) and text[end].isalnum():
+            end -= 2
+        if end - start < 2 * _MIN_SPACED_CHARS - 1:
+            continue
+        run = text[start:end]
+        words = _WORD_GAP.split(run)
+        if len(words) == 1 and " " in run and any(c in run for c in ".-_·*"):
+            words = run.split(" ")  # "I-g-n-o-r-e a-l-l": spaces between the words
+        decoded = " ".join(_SEPARATOR.sub("", w).replace("*", "") for w in words)
+        found.append(("spaced", decoded, start, end))
+    return found
 
 
 def _hex_segments(text: str) -> list[_Decoded]:
@@ -681,29 +778,34 @@ def _decode_url(segment: str) -> str | None:
     return decoded if _looks_like_text(decoded) else None
 
 
-def _common_word_count(text: str) -> int:
-    return len([w for w in _ASCII_WORD.findall(text.lower()) if w in _COMMON_WORDS])
+def _common_word_count(text: str, shortest: int = 1) -> int:
+    words = _ASCII_WORD.findall(text.lower())
+    return len([w for w in words if w in _COMMON_WORDS and len(w) >= shortest])
 
 
-def _reads_better(text: str, rotated: str) -> bool:
-    """Whether the ROT13 reading holds clearly more common English words."""
-    after = _common_word_count(rotated)
-    return after >= 3 and after > 2 * _common_word_count(text)
+def _reads_better(text: str, reading: str, shortest: int = 1) -> bool:
+    """Whether ``reading`` holds clearly more common English words (of at
+    least ``shortest`` letters) than ``text``."""
+    after = _common_word_count(reading, shortest)
+    return after >= 3 and after > 2 * _common_word_count(text, shortest)
 
 
-def _rot13_variants(text: str) -> list[_Decoded]:
-    """The whole text read as ROT13 when that reads as English, else such lines."""
-    rotated = text.translate(_ROT13)
-    if _reads_better(text, rotated):
-        return [("rot13", rotated, 0, len(text))]
+def _readable_variants(
+    text: str, kind: str, read: Callable[[str], str], shortest: int = 1
+) -> list[_Decoded]:
+    """The whole text read another way (ROT13, backwards) when that reads as
+    English, else each line that does."""
+    whole = read(text)
+    if _reads_better(text, whole, shortest):
+        return [(kind, whole, 0, len(text))]
     found: list[_Decoded] = []
     if "\n" not in text:
         return found
     start = 0
-    for line in text.split("\n", _MAX_ROT13_LINES):
+    for line in text.split("\n", _MAX_READABLE_LINES):
         end = start + len(line)
-        if len(line) >= 12 and _reads_better(line, rotated[start:end]):
-            found.append(("rot13", rotated[start:end], start, end))
+        if len(line) >= 12 and _reads_better(line, reading := read(line), shortest):
+            found.append((kind, reading, start, end))
         start = end + 1
     return found
 

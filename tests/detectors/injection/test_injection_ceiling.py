@@ -1,0 +1,37 @@
+"""The research ceiling script's splits (tools/injection_ceiling.py): in-domain
+folds see every source, held-out splits see nothing of the held source."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+
+import injection_ceiling
+
+SOURCES = np.array(["a"] * 10 + ["b"] * 10 + ["generated"] * 4)
+LABELS = np.array(([0] * 5 + [1] * 5) * 2 + [1, 1, 0, 0])
+PARENTS = [()] * 20 + [("a",), ("b",), ("a", "b"), ()]
+
+
+def test_held_out_split_trains_on_nothing_of_the_held_source() -> None:
+    train, test = injection_ceiling.held_out_split("a", SOURCES, PARENTS)
+    assert set(SOURCES[test]) == {"a"} and len(test) == 10
+    assert "a" not in set(SOURCES[train])
+    # generated rows built from "a" are left out; the one built from neither stays in
+    assert {20, 22}.isdisjoint(train) and {21, 23} <= set(train)
+
+
+def test_in_domain_folds_cover_every_row_once_and_every_stratum_each_fold() -> None:
+    pytest.importorskip("sklearn", reason="the training extras (scikit-learn) are not installed")
+    folds = injection_ceiling.in_domain_folds(SOURCES[:20], LABELS[:20])
+    assert len(folds) == injection_ceiling.FOLDS
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(20))
+    for _, test in folds:
+        strata = {(s, y) for s, y in zip(SOURCES[test], LABELS[test], strict=True)}
+        assert strata == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
