@@ -59,7 +59,6 @@ def held_out_split(
 def scorer(kind: str, rows: list[dict[str, Any]], labels: np.ndarray, offset: float) -> Any:
     """fit(train) -> score(test): the runtime's scores of the kind's prompt head."""
     from injection_lexical import LexicalData, combine
-    from mantlet.detectors.injection.model import Encoder, default_model_dir, sha256_file
     from mantlet.detectors.injection.normalize import normalize
 
     texts = [normalize(r["text"]).text for r in rows]
@@ -71,11 +70,7 @@ def scorer(kind: str, rows: list[dict[str, Any]], labels: np.ndarray, offset: fl
             return lambda test: combine(*lex.logits(model, test), offset)
 
         return fit_lexical
-    folder = default_model_dir()
-    encoder = Encoder(folder / "encoder.int8.onnx", folder / "tokenizer.json")
-    encoder_id = sha256_file(folder / "encoder.int8.onnx")
-    windows = base.embed_all(encoder, [r["text"] for r in rows], encoder_id)
-    runs = base.embed_all(encoder, texts, encoder_id, base.SENTENCE_CHARS, "runs120-batched")
+    windows, runs = base.packaged_embeddings(rows, texts)
     first = np.stack([w[0] for w in windows])
 
     def fit_minilm(train: np.ndarray) -> Any:

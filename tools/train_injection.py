@@ -295,6 +295,20 @@ def embed_all(
     return [cached[k] for k in keys]
 
 
+def packaged_embeddings(
+    rows: list[dict[str, Any]], texts: list[str]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """For the research scripts: every row's wide-window and sentence-run
+    embeddings (``texts``: the rows normalized) by the encoder in the
+    package, from the same caches as training."""
+    folder = default_model_dir()
+    encoder = Encoder(folder / "encoder.int8.onnx", folder / "tokenizer.json")
+    encoder_id = sha256_file(folder / "encoder.int8.onnx")
+    windows = embed_all(encoder, [r["text"] for r in rows], encoder_id)
+    runs = embed_all(encoder, texts, encoder_id, SENTENCE_CHARS, f"runs{SENTENCE_CHARS}-batched")
+    return windows, runs
+
+
 def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Any:
     from sklearn.linear_model import LogisticRegression
 

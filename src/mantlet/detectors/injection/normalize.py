@@ -435,9 +435,9 @@ def _encoded_segments(text: str) -> Iterator[_Decoded]:
         decoded = _decode_base64(run)
         if decoded is not None:
             yield "base64", decoded, match.start(), match.end()
-    for pattern, digits_of in _HEX_FORMS:
+    for pattern, decode in _HEX_FORMS:
         for match in pattern.finditer(text):
-            decoded = _decode_hex(digits_of(match.group()))
+            decoded = decode(match.group())
             if decoded is not None:
                 yield "hex", decoded, match.start(), match.end()
     if "%" in text:  # any escape counts: `email=jane.roe%40example.org` holds an address
@@ -574,9 +574,9 @@ _Decoded = tuple[str, str, int, int]  # kind, decoded text, start, end in the sc
 
 def _decode_all(text: str) -> list[_Decoded]:
     return [
-        *_base64_segments(text),
-        *_base32_segments(text),
-        *_hex_segments(text),
+        *_decoded_runs(text, "base64", _BASE64_RUN, _decode_base64),
+        *_decoded_runs(text, "base32", _BASE32_RUN, _decode_base32),
+        *(found for form in _HEX_FORMS for found in _decoded_runs(text, "hex", *form)),
         *_url_segments(text),
         *_reference_variants(text),
         *_readable_variants(text, "rot13", lambda t: t.translate(_ROT13)),
@@ -593,16 +593,20 @@ def _decode_nested(decoded: str) -> list[_Decoded]:
     return nested + _decode_all(_clean(decoded))
 
 
-def _base64_segments(text: str) -> list[_Decoded]:
+def _decoded_runs(
+    text: str, kind: str, pattern: re.Pattern[str], decode: Callable[[str], str | None]
+) -> list[_Decoded]:
+    """Every run of ``pattern`` that ``decode`` reads as text; a flood of one
+    run is decoded once."""
     found = []
-    decoded_runs: dict[str, str | None] = {}  # a flood of one segment is decoded once
-    for match in _BASE64_RUN.finditer(text):
+    decoded_runs: dict[str, str | None] = {}
+    for match in pattern.finditer(text):
         run = match.group()
         if run not in decoded_runs:
-            decoded_runs[run] = _decode_base64(run)
+            decoded_runs[run] = decode(run)
         decoded = decoded_runs[run]
         if decoded is not None:
-            found.append(("base64", decoded, match.start(), match.end()))
+            found.append((kind, decoded, match.start(), match.end()))
     return found
 
 
@@ -623,19 +627,6 @@ def _decode_base64(run: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return _as_text(data, truncated)
-
-
-def _base32_segments(text: str) -> list[_Decoded]:
-    found = []
-    decoded_runs: dict[str, str | None] = {}
-    for match in _BASE32_RUN.finditer(text):
-        run = match.group()
-        if run not in decoded_runs:
-            decoded_runs[run] = _decode_base32(run)
-        decoded = decoded_runs[run]
-        if decoded is not None:
-            found.append(("base32", decoded, match.start(), match.end()))
-    return found
 
 
 def _decode_base32(run: str) -> str | None:
@@ -693,20 +684,6 @@ def _spaced_variants(text: str) -> list[_Decoded]:
     return found
 
 
-def _hex_segments(text: str) -> list[_Decoded]:
-    found = []
-    decoded_runs: dict[str, str | None] = {}
-    for pattern, digits_of in _HEX_FORMS:
-        for match in pattern.finditer(text):
-            run = match.group()
-            if run not in decoded_runs:
-                decoded_runs[run] = _decode_hex(digits_of(run))
-            decoded = decoded_runs[run]
-            if decoded is not None:
-                found.append(("hex", decoded, match.start(), match.end()))
-    return found
-
-
 def _escaped_hex_digits(run: str) -> str:
     """The digits of the leading ``\\xHH`` escapes of ``run``."""
     digits = []
@@ -740,11 +717,11 @@ def _decode_hex(digits: str) -> str | None:
     return _as_text(data, truncated)
 
 
-# Each way of writing hex, and how to get its digits.
-_HEX_FORMS: tuple[tuple[re.Pattern[str], Callable[[str], str]], ...] = (
-    (_HEX_RUN, str),
-    (_ESCAPED_HEX_RUN, _escaped_hex_digits),
-    (_SPACED_HEX_RUN, _spaced_hex_digits),
+# Each way of writing hex, and how to decode it.
+_HEX_FORMS: tuple[tuple[re.Pattern[str], Callable[[str], str | None]], ...] = (
+    (_HEX_RUN, _decode_hex),
+    (_ESCAPED_HEX_RUN, lambda run: _decode_hex(_escaped_hex_digits(run))),
+    (_SPACED_HEX_RUN, lambda run: _decode_hex(_spaced_hex_digits(run))),
 )
 
 

@@ -1,5 +1,7 @@
-"""The research ceiling script's splits (tools/injection_ceiling.py): in-domain
-folds see every source, held-out splits see nothing of the held source."""
+"""The research scripts beside the training script: the ceiling's splits
+(tools/injection_ceiling.py: in-domain folds see every source, held-out
+splits see nothing of the held source) and the MLP head's logits
+(tools/injection_minilm_mlp.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
 import injection_ceiling
+import injection_minilm_mlp
 
 SOURCES = np.array(["a"] * 10 + ["b"] * 10 + ["generated"] * 4)
 LABELS = np.array(([0] * 5 + [1] * 5) * 2 + [1, 1, 0, 0])
@@ -35,3 +38,15 @@ def test_in_domain_folds_cover_every_row_once_and_every_stratum_each_fold() -> N
     for _, test in folds:
         strata = {(s, y) for s, y in zip(SOURCES[test], LABELS[test], strict=True)}
         assert strata == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
+
+
+def test_mlp_head_logits_order_rows_as_its_probabilities_and_separate_the_classes() -> None:
+    pytest.importorskip("sklearn", reason="the training extras (scikit-learn) are not installed")
+    rnd = np.random.default_rng(0)
+    x = np.vstack([rnd.normal(-1.0, 0.3, (60, 4)), rnd.normal(1.0, 0.3, (60, 4))])
+    y = np.array([0] * 60 + [1] * 60)
+    head = injection_minilm_mlp.MlpHead(x, y)
+    logits = head.decision_function(x)
+    probabilities = head.model.predict_proba(x)[:, 1]
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), np.clip(probabilities, 1e-7, 1 - 1e-7))
+    assert logits[y == 1].min() > 0 > logits[y == 0].max()
