@@ -247,6 +247,10 @@ def _found(text: str) -> list[tuple[str, str]]:
         "Rewrite the SQL query in Python.",
         "Port this Java class to Kotlin.",
         "Write a Javascript function that sorts an array.",
+        # File formats, by Python's built-in MIME table.
+        "Write a script that converts a CSV file to JSON.",
+        "Write a function that exports the report as PDF.",
+        "Resize every PNG in the folder with a Python script.",
     ],
 )
 def test_a_language_name_in_technical_text_is_not_a_name(

@@ -123,8 +123,8 @@ class CrfNer(CachedNer):
 
     def _language_name(self, name: str) -> bool:
         """A programming or data language by Pygments' registry of lexers
-        ("JavaScript", "Python", "SQL", "JSON"), unless the gazetteer knows
-        the word as a person's or place's name."""
+        ("JavaScript", "Python", "SQL", "JSON") or a file format ("CSV"),
+        unless the gazetteer knows the word as a person's or place's name."""
         folded = name.lower()  # "Javascript", "JAVA": spelt as people type them
         return folded in _language_names() and not _NAME_TAGS & set(self._gazetteer.get(folded, ()))
 
@@ -132,11 +132,18 @@ class CrfNer(CachedNer):
 @functools.cache
 def _language_names() -> frozenset[str]:
     """Names of the languages Pygments highlights (about 500 without a space,
-    lower-cased): a registry kept current by its maintainers rather than a
-    list of ours."""
+    lower-cased) and the file formats of Python's own MIME table ("CSV",
+    "PDF", "PNG"; its built-in table only, not the machine's files, so every
+    machine drops the same names): registries kept current by their
+    maintainers rather than lists of ours."""
+    import mimetypes
+
     from pygments.lexers import get_all_lexers  # type: ignore[import-untyped]
 
-    return frozenset(name.lower() for name, *_ in get_all_lexers() if " " not in name)
+    languages = {name.lower() for name, *_ in get_all_lexers() if " " not in name}
+    builtin = mimetypes.MimeTypes(filenames=())
+    formats = {ext[1:].lower() for table in builtin.types_map for ext in table}
+    return frozenset(languages | {f for f in formats if len(f) >= 3 and f.isalpha()})
 
 
 def _technical(text: str) -> bool:
