@@ -331,3 +331,27 @@ def test_dotted_phone_numbers_are_still_found(text: str, number: str) -> None:
 )
 def test_adjacent_values_are_each_found_whole(text: str, expected: list[tuple[str, str]]) -> None:
     assert sorted(found(text)) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("write to jane(at)example(dot)com please", "jane(at)example(dot)com"),
+        (
+            "jane.roe [at] mail [dot] example [dot] org",
+            "jane.roe [at] mail [dot] example [dot] org",
+        ),
+        ("Contact: JANE(AT)EXAMPLE.COM", "JANE(AT)EXAMPLE.COM"),
+        ("a{at}b{dot}io", "a{at}b{dot}io"),
+    ],
+)
+def test_addresses_spelled_out_against_scrapers_are_found(text: str, address: str) -> None:
+    assert found(text) == [("EMAIL_ADDRESS", address)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["meet me (at) noon.", "see you (at) the bar (dot) com party", "price (at) 5 (dot) 99"],
+)
+def test_at_and_dot_in_brackets_alone_are_not_addresses(text: str) -> None:
+    assert found(text) == []
