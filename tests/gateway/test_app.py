@@ -293,6 +293,13 @@ def test_an_answer_cannot_make_the_client_fetch_a_url_carrying_data(
             "invalid_json",
         ),
         (b'{"a": ' + b"[" * 4000 + b"]" * 4000 + b"}", {}, 400, "invalid_json"),
+        # A lone UTF-16 surrogate escape: valid JSON syntax, but no character.
+        (
+            b'{"model": "echo", "messages": [{"role": "user", "content": "hi \\ud800 there"}]}',
+            {},
+            400,
+            "invalid_json",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
@@ -309,6 +316,20 @@ def test_bad_input_gets_a_clear_4xx(
             },
         )
     assert_openai_error(response, status, code)
+
+
+def test_a_whole_surrogate_pair_escape_is_an_ordinary_character(
+    keys: KeyStore, app_key: str
+) -> None:
+    content = b'{"model": "echo", "messages": [{"role": "user", "content": "hi \\ud83d\\ude00"}]}'
+    with client_for(keys) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            content=content,
+            headers={"Authorization": f"Bearer {app_key}", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 200
+    assert "\U0001f600" in response.json()["choices"][0]["message"]["content"]
 
 
 def test_unknown_route_and_method_use_the_openai_shape(keys: KeyStore, app_key: str) -> None:

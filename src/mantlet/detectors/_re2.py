@@ -46,17 +46,58 @@ def search_set(patterns: Sequence[str], *, where: str, max_mem: int | None = Non
     return found
 
 
-def value_matches(regex: Any, subject: str | bytes, group: int | str) -> Iterator[Any]:
+class Subject:
+    """A text as RE2 reads it: UTF-8 bytes, encoded once. The binding's
+    ``search`` on a ``str`` encodes the whole text and counts characters from
+    its start on every call, so resuming a search at an offset would cost the
+    text's length each time; on bytes it costs nothing, and byte offsets are
+    mapped back to character offsets here (identity on ASCII)."""
+
+    __slots__ = ("_chars", "data", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.data = text.encode("utf-8")
+        self._chars: Any = None
+
+    def chars(self, offset: int) -> int:
+        """The character offset of byte ``offset`` (a character boundary)."""
+        if len(self.data) == len(self.text):
+            return offset
+        if self._chars is None:
+            import numpy as np
+
+            lead = (np.frombuffer(self.data, dtype=np.uint8) & 0xC0) != 0x80
+            self._chars = np.concatenate(([0], np.cumsum(lead)))
+        return int(self._chars[offset])
+
+
+class CharMatch:
+    """A match on a ``Subject``'s bytes, with spans in characters."""
+
+    __slots__ = ("_match", "_subject")
+
+    def __init__(self, match: Any, subject: Subject) -> None:
+        self._match, self._subject = match, subject
+
+    def span(self, group: int | str = 0) -> tuple[int, int]:
+        start, end = self._match.span(group)
+        if start < 0:
+            return -1, -1
+        return self._subject.chars(start), self._subject.chars(end)
+
+
+def value_matches(regex: Any, subject: Subject, group: int | str) -> Iterator[CharMatch]:
     """Every match whose ``group`` (the value) is not empty. The next search
     starts where the value ends, not where the match does: a pattern's
     boundary character after a value ("10.0.0.1,10.0.0.2", "70651\\n082 490
     1693") is also the boundary before the next one, and ``finditer`` would
     have consumed it (RE2 has no lookaround to leave it in place)."""
     at = 0
-    while (match := regex.search(subject, at)) is not None:
+    while (match := regex.search(subject.data, at)) is not None:
         start, end = match.span(group)
         if start < 0 or start == end:
             at = max(match.end(), match.start() + 1)
             continue
-        yield match
+        yield CharMatch(match, subject)
         at = end

@@ -1,7 +1,8 @@
 """The research scripts beside the training script: the ceiling's splits
 (tools/injection_ceiling.py: in-domain folds see every source, held-out
-splits see nothing of the held source) and the MLP head's logits
-(tools/injection_minilm_mlp.py)."""
+splits see nothing of the held source), the MLP head's logits
+(tools/injection_minilm_mlp.py) and the joint features
+(tools/injection_joint_features.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
 import injection_ceiling
+import injection_joint_features
 import injection_minilm_mlp
 
 SOURCES = np.array(["a"] * 10 + ["b"] * 10 + ["generated"] * 4)
@@ -50,3 +52,12 @@ def test_mlp_head_logits_order_rows_as_its_probabilities_and_separate_the_classe
     probabilities = head.model.predict_proba(x)[:, 1]
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), np.clip(probabilities, 1e-7, 1 - 1e-7))
     assert logits[y == 1].min() > 0 > logits[y == 0].max()
+
+
+def test_joint_features_put_the_scaled_embedding_beside_the_n_grams() -> None:
+    sparse = pytest.importorskip("scipy.sparse", reason="the training extras are not installed")
+    tfidf = sparse.csr_matrix(np.array([[0.6, 0.0, 0.8], [0.0, 1.0, 0.0]]))
+    embeddings = np.array([[0.5, -0.5], [1.0, 0.0]], dtype=np.float32)
+    assert injection_joint_features.joint(tfidf, embeddings, 0.0) is tfidf
+    both = injection_joint_features.joint(tfidf, embeddings, 2.0).toarray()
+    np.testing.assert_allclose(both, [[0.6, 0.0, 0.8, 1.0, -1.0], [0.0, 1.0, 0.0, 2.0, 0.0]])

@@ -355,3 +355,21 @@ def test_addresses_spelled_out_against_scrapers_are_found(text: str, address: st
 )
 def test_at_and_dot_in_brackets_alone_are_not_addresses(text: str) -> None:
     assert found(text) == []
+
+
+def test_spans_are_character_offsets_and_many_values_stay_linear_in_non_ascii_text() -> None:
+    import time
+
+    text = "Téléphone : 415-555-0132, adresses 10.0.0.2,10.0.0.3 — écrire à jane@example.com"
+    assert sorted(found(text)) == [
+        ("EMAIL_ADDRESS", "jane@example.com"),
+        ("IP_ADDRESS", "10.0.0.2"),
+        ("IP_ADDRESS", "10.0.0.3"),
+        ("PHONE_NUMBER", "415-555-0132"),
+    ]
+    # Each search resumes on the bytes encoded once: 16,000 values in text that
+    # is not ASCII took 28 s when every resumed search re-encoded the text.
+    flood = "é 10.0.0.1, " * 20_000
+    started = time.perf_counter()
+    assert len(DETECTOR.detect(flood, CTX)) == 20_000
+    assert time.perf_counter() - started < 5

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
-from mantlet.detectors._re2 import value_matches
+from mantlet.detectors._re2 import Subject, value_matches
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.pii.ner import ENTITIES, NerBackend, known_backend, load_backend
 from mantlet.detectors.pii.rules import (
@@ -151,9 +151,8 @@ class PiiDetector:
     # -- internals -----------------------------------------------------------
 
     def _structured(self, text: str, memo: _Memo) -> list[Finding]:
-        # On ASCII text byte offsets are character offsets (no conversion per match).
-        subject: str | bytes = text.encode("ascii") if text.isascii() else text
-        rows = self._rules.matching(subject)
+        subject = Subject(text)
+        rows = self._rules.matching(subject.data)
         if not rows:
             return []
         lowered = _lowered(text)
@@ -168,7 +167,7 @@ class PiiDetector:
         compiled: CompiledRule,
         text: str,
         lowered: str,
-        subject: str | bytes,
+        subject: Subject,
         named: tuple[str, ...],
         memo: _Memo,
     ) -> Iterable[Finding]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mantlet.core.registry import register
 from mantlet.core.types import Finding, ScanContext, Side
 from mantlet.detectors._options import parse_options
-from mantlet.detectors._re2 import search_set, value_matches
+from mantlet.detectors._re2 import Subject, search_set, value_matches
 from mantlet.detectors._spans import strongest_per_region
 from mantlet.detectors.secrets.rules import (
     CompiledRule,
@@ -84,9 +84,7 @@ class SecretsDetector:
         # Repeated values (one secret pasted many times, or a flood crafted to
         # slow the scan down) are validated once per call.
         scores: dict[tuple[str, Candidate], float | None] = {}
-        # On ASCII text byte offsets are character offsets, which spares re2's
-        # wrapper a UTF-8 offset conversion per match.
-        subject: str | bytes = text.encode("ascii") if text.isascii() else text
+        subject = Subject(text)
         # Which rule keywords occur anywhere, in one pass (the binding answers
         # None, not an empty list, when none does).
         found = self._keyword_set.Match(lowered) if self._keywords else None
@@ -104,7 +102,7 @@ class SecretsDetector:
         self,
         compiled: CompiledRule,
         text: str,
-        subject: str | bytes,
+        subject: Subject,
         scores: dict[tuple[str, Candidate], float | None],
     ) -> Iterable[Finding]:
         rule = compiled.rule
