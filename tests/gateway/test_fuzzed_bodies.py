@@ -281,10 +281,20 @@ def test_no_upstream_answer_gets_the_caller_a_500(
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_an_upstream_answer_with_nan_is_a_502_not_a_500(live_server: type[Any]) -> None:
+@pytest.mark.parametrize(
+    ("content", "usage"),
+    [
+        pytest.param('"hi"', '{"total_tokens": NaN}', id="nan"),
+        pytest.param('"hi \\ud800 there"', '{"total_tokens": 3}', id="lone-surrogate"),
+    ],
+)
+def test_an_upstream_answer_python_parses_but_json_text_cannot_hold_is_a_502_not_a_500(
+    live_server: type[Any], content: str, usage: str
+) -> None:
     """Python's parser takes NaN and Infinity, which the audit log's
-    canonical JSON cannot hold: such an answer is invalid JSON from the
-    upstream."""
+    canonical JSON cannot hold, and half of a UTF-16 surrogate pair, which
+    no detector or client can encode: such an answer is invalid JSON from
+    the upstream."""
     from fastapi import FastAPI
     from fastapi.responses import Response
 
@@ -292,8 +302,8 @@ def test_an_upstream_answer_with_nan_is_a_502_not_a_500(live_server: type[Any]) 
 
     @upstream.post("/v1/chat/completions")
     async def chat() -> Response:
-        body = '{"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],'
-        body += ' "usage": {"total_tokens": NaN}}'
+        body = '{"choices": [{"index": 0, "message": {"role": "assistant", "content": '
+        body += content + '}}], "usage": ' + usage + "}"
         return Response(body, media_type="application/json")
 
     keys = KeyStore("sqlite://", b"s" * 32)

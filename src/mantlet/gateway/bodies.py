@@ -5,11 +5,11 @@ Each failure is a 4xx in OpenAI's error shape, never a 500."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from fastapi import Request
 
+from mantlet.core.jsontext import has_lone_surrogate
 from mantlet.gateway.accountability import body_digest
 from mantlet.gateway.errors import GatewayError
 
@@ -17,9 +17,6 @@ from mantlet.gateway.errors import GatewayError
 # scanning and copying code downstream recurses.
 MAX_JSON_DEPTH = 64
 _TOO_DEEP = object()
-# `\ud800`-`\udfff`: half of a UTF-16 pair. Python's parser turns a lone one
-# into a string no UTF-8 encoder (the detectors, the audit log) will take.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _NonFinite(ValueError):
@@ -64,32 +61,13 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise GatewayError(
             400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", "invalid_json"
         )
-    if _SURROGATE_ESCAPE.search(text) and has_lone_surrogate(data):
+    if has_lone_surrogate(text, data):
         raise GatewayError(
             400, "request body is not valid JSON (a lone UTF-16 surrogate escape)", "invalid_json"
         )
     if not isinstance(data, dict):
         raise GatewayError(400, "request body must be a JSON object", "invalid_request")
     return data
-
-
-def has_lone_surrogate(value: Any) -> bool:
-    """Whether any string in ``value``, keys included, holds half of a
-    UTF-16 surrogate pair (a whole pair was already joined by the parser)."""
-    pending = [value]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            pending.extend(node.keys())
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-        elif isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-    return False
 
 
 def nesting(value: Any) -> int:

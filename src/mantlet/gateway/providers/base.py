@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal, Protocol
 
+from mantlet.core.jsontext import has_lone_surrogate
 from mantlet.errors import MantletError
 
 
@@ -21,8 +22,12 @@ def _no_constant(name: str) -> Any:
 
 def strict_json(data: str | bytes) -> Any:
     """``json.loads`` without the NaN and Infinity that Python accepts and
-    JSON does not: they could not be canonicalised for the audit log."""
-    return json.loads(data, parse_constant=_no_constant)
+    JSON does not (they could not be canonicalised for the audit log), nor
+    lone surrogate escapes (no detector or client could encode them)."""
+    parsed = json.loads(data, parse_constant=_no_constant)
+    if has_lone_surrogate(data, parsed):
+        raise ValueError("a lone UTF-16 surrogate escape")
+    return parsed
 
 
 class UpstreamRefused(ProviderError):
