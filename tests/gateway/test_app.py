@@ -318,6 +318,20 @@ def test_bad_input_gets_a_clear_4xx(
     assert_openai_error(response, status, code)
 
 
+def test_a_leading_byte_order_mark_is_ignored(keys: KeyStore, app_key: str) -> None:
+    content = (
+        b"\xef\xbb\xbf"
+        + json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hello"}]}).encode()
+    )
+    with client_for(keys) as client:
+        response = client.post(
+            "/v1/chat/completions",
+            content=content,
+            headers={"Authorization": f"Bearer {app_key}", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 200
+
+
 def test_a_whole_surrogate_pair_escape_is_an_ordinary_character(
     keys: KeyStore, app_key: str
 ) -> None:

@@ -42,7 +42,9 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     raw = b"".join(chunks)
     request.state.request_sha256 = body_digest(raw)
     try:
-        text = raw.decode("utf-8")
+        # "utf-8-sig": a leading byte order mark (Windows tools send one) is
+        # dropped, which RFC 8259 allows; anywhere else it is invalid JSON.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise GatewayError(400, "request body is not valid UTF-8", "invalid_encoding") from None
     try:
