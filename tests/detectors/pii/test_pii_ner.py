@@ -192,3 +192,33 @@ def test_spacy_reads_a_private_copy_of_the_checked_bytes(monkeypatch: pytest.Mon
     assert ("PERSON", "Angela Merkel") in {
         (s.label, text[s.start : s.end]) for s in backend.entities(text)
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Write a JavaScript function that sorts an array.",
+        "How do I read a JSON file in Python?",
+        "Write a script that converts a CSV file to JSON.",
+    ],
+)
+def test_spacy_drops_languages_and_formats_in_technical_text(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mantlet.detectors.pii.ner import technical
+
+    backend = load_backend("en_spacy")
+    backend.clear_cache()
+    assert backend.entities(text) == []
+    assert backend.entities_many([text]) == [[]]
+    # Without the technical-text check the model's own verdict comes back.
+    monkeypatch.setattr(technical, "reads_technical", lambda _text: False)
+    backend.clear_cache()
+    assert backend.entities(text) != []
+
+
+def test_spacy_keeps_people_named_like_languages() -> None:
+    backend = load_backend("en_spacy")
+    backend.clear_cache()
+    text = "My colleague Ruby fixed the bug in the Go server."
+    assert ("Ruby", "PERSON") in [(text[s.start : s.end], s.label) for s in backend.entities(text)]

@@ -13,7 +13,7 @@ import pytest
 
 from mantlet.core.types import ScanContext
 from mantlet.detectors.pii import PiiDetector, PiiOptions
-from mantlet.detectors.pii.ner import en_crf, load_backend
+from mantlet.detectors.pii.ner import en_crf, load_backend, technical
 from mantlet.detectors.pii.ner.crf_features import (
     CHUNK_HARD,
     bio,
@@ -258,7 +258,7 @@ def test_a_language_name_in_technical_text_is_not_a_name(
 ) -> None:
     assert _found(text) == []
     # Without the technical-text check the tagger's own verdict comes back.
-    monkeypatch.setattr(en_crf, "_technical", lambda _text: False)
+    monkeypatch.setattr(technical, "reads_technical", lambda _text: False)
     assert _found(text) != []
 
 

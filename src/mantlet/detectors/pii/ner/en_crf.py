@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from mantlet.detectors.pii.ner.crf_features import (
     split_at_lines,
     tokens,
 )
+from mantlet.detectors.pii.ner.technical import drop_technical_names
 from mantlet.errors import DetectorError
 
 MODEL_ID = "mantlet_ner_en_crf 1.0.0 (CRFsuite)"
@@ -52,16 +52,6 @@ LABELS = {
 }
 CACHE_TEXTS = 4096  # recent texts whose entities are kept (offsets and labels only)
 _STRIP = " \t\n\"'`.,;:!?()[]{}"
-# What makes a text read as technical chat, where a programming language's
-# name is not a name: code markup, or a word about software.
-_CODE_MARKS = ("`", "()", "{", "=>", "==", "</", "::", "#include", "def ", "import ")
-_CODE_WORDS = re.compile(
-    r"\b(?:code|coding|program(?:s|ming)?|function|script|snippet|library|framework|"
-    r"compiler?|syntax|variable|array|class|method|module|api|regex|query|database|debug|"
-    r"implement|algorithm|developer|runtime|parser?|json|csv|string|integer|loop|package|"
-    r"install|bug|exception|server|app)\b",
-    re.IGNORECASE,
-)
 # Gazetteer tags of people's and places' names: such a language name ("Julia",
 # "Ruby", "Crystal") is kept, technical text or not.
 _NAME_TAGS = frozenset({"g:fn", "g:ln", "g:ci", "g:co"})
@@ -117,37 +107,24 @@ class CrfNer(CachedNer):
                 span = _trimmed(text, part[first][0], part[last][1], LABELS.get(label), score)
                 if span is not None:
                     out.append(span)
-        if out and _technical(text):
-            out = [s for s in out if not self._language_name(text[s.start : s.end])]
-        return out
+        return drop_technical_names(text, out, self.known_name)
 
-    def _language_name(self, name: str) -> bool:
-        """A programming or data language by Pygments' registry of lexers
-        ("JavaScript", "Python", "SQL", "JSON") or a file format ("CSV"),
-        unless the gazetteer knows the word as a person's or place's name."""
-        folded = name.lower()  # "Javascript", "JAVA": spelt as people type them
-        return folded in _language_names() and not _NAME_TAGS & set(self._gazetteer.get(folded, ()))
+    def known_name(self, word: str) -> bool:
+        return known_name(self._gazetteer, word)
+
+
+def known_name(gazetteer: dict[str, tuple[str, ...]], word: str) -> bool:
+    """Whether ``gazetteer`` knows ``word`` (lower case) as a first or last
+    name, a town or a country."""
+    return bool(_NAME_TAGS.intersection(gazetteer.get(word, ())))
 
 
 @functools.cache
-def _language_names() -> frozenset[str]:
-    """Names of the languages Pygments highlights (about 500 without a space,
-    lower-cased) and the file formats of Python's own MIME table ("CSV",
-    "PDF", "PNG"; its built-in table only, not the machine's files, so every
-    machine drops the same names): registries kept current by their
-    maintainers rather than lists of ours."""
-    import mimetypes
-
-    from pygments.lexers import get_all_lexers  # type: ignore[import-untyped]
-
-    languages = {name.lower() for name, *_ in get_all_lexers() if " " not in name}
-    builtin = mimetypes.MimeTypes(filenames=())
-    formats = {ext[1:].lower() for table in builtin.types_map for ext in table}
-    return frozenset(languages | {f for f in formats if len(f) >= 3 and f.isalpha()})
-
-
-def _technical(text: str) -> bool:
-    return any(mark in text for mark in _CODE_MARKS) or _CODE_WORDS.search(text) is not None
+def shipped_gazetteer() -> dict[str, tuple[str, ...]]:
+    """The shipped folder's gazetteer, checked like the model, for a backend
+    without one of its own (``en_spacy``'s technical-name filter)."""
+    files = verify(model_dir())
+    return read_gazetteer(gzip.decompress(files[GAZETTEER_FILE]).decode("utf-8").splitlines())
 
 
 def _mean_marginal(tagger: Any, tags: Sequence[str], first: int, last: int) -> float:

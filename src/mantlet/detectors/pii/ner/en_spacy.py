@@ -11,6 +11,7 @@ the folder may hold no other file.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import tempfile
 import threading
@@ -18,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mantlet.detectors.pii.ner import NerSpan
+from mantlet.detectors.pii.ner import NerSpan, en_crf
 from mantlet.detectors.pii.ner._base import CachedNer, digests, verified_files
+from mantlet.detectors.pii.ner.technical import drop_technical_names
 from mantlet.errors import DetectorError
 
 MODEL_ID = "mantlet_ner_en 1.1.0 (en_core_web_sm 3.8, NER fine-tuned)"
@@ -89,15 +91,19 @@ class SpacyNer(CachedNer):
         self._nlp = nlp
         # spaCy pipelines are not documented as thread-safe for concurrent calls.
         self._lock = threading.Lock()
+        # People and places named like languages ("Julia", "Ruby") are known
+        # from the CRF backend's gazetteer; this model has no word lists.
+        self._known_name = functools.partial(en_crf.known_name, en_crf.shipped_gazetteer())
 
     def _tag(self, text: str) -> list[NerSpan]:
         with self._lock:
-            return spans_of(self._nlp(text))
+            doc = self._nlp(text)
+        return drop_technical_names(text, spans_of(doc), self._known_name)
 
     def entities_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         with self._lock:
             docs = list(self._nlp.pipe(texts, batch_size=64))
-        return [spans_of(doc) for doc in docs]
+        return [drop_technical_names(doc.text, spans_of(doc), self._known_name) for doc in docs]
 
 
 def spans_of(doc: Any) -> list[NerSpan]:
