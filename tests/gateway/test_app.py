@@ -306,29 +306,28 @@ def test_bad_input_gets_a_clear_4xx(
     keys: KeyStore, app_key: str, content: bytes, headers: dict[str, str], status: int, code: str
 ) -> None:
     with client_for(keys) as client:
-        response = client.post(
-            "/v1/chat/completions",
-            content=content,
-            headers={
-                "Authorization": f"Bearer {app_key}",
-                "Content-Type": "application/json",
-                **headers,
-            },
-        )
+        response = post_raw(client, app_key, content, headers)
     assert_openai_error(response, status, code)
 
 
-def test_a_leading_byte_order_mark_is_ignored(keys: KeyStore, app_key: str) -> None:
-    content = (
-        b"\xef\xbb\xbf"
-        + json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hello"}]}).encode()
+def post_raw(
+    client: TestClient, key: str, content: bytes, headers: Mapping[str, str] | None = None
+) -> httpx.Response:
+    return client.post(
+        "/v1/chat/completions",
+        content=content,
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
     )
+
+
+def test_a_leading_byte_order_mark_is_ignored(keys: KeyStore, app_key: str) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hello"}]}
     with client_for(keys) as client:
-        response = client.post(
-            "/v1/chat/completions",
-            content=content,
-            headers={"Authorization": f"Bearer {app_key}", "Content-Type": "application/json"},
-        )
+        response = post_raw(client, app_key, b"\xef\xbb\xbf" + json.dumps(body).encode())
     assert response.status_code == 200
 
 
@@ -337,11 +336,7 @@ def test_a_whole_surrogate_pair_escape_is_an_ordinary_character(
 ) -> None:
     content = b'{"model": "echo", "messages": [{"role": "user", "content": "hi \\ud83d\\ude00"}]}'
     with client_for(keys) as client:
-        response = client.post(
-            "/v1/chat/completions",
-            content=content,
-            headers={"Authorization": f"Bearer {app_key}", "Content-Type": "application/json"},
-        )
+        response = post_raw(client, app_key, content)
     assert response.status_code == 200
     assert "\U0001f600" in response.json()["choices"][0]["message"]["content"]
 
