@@ -65,6 +65,11 @@ OBFUSCATED = {
     "unicode escapes": '{"text": "' + "".join(f"\\u{ord(c):04x}" for c in ATTACK) + '"}',
     "reversed": ATTACK[::-1],
     "letters spelled out": " ".join(ATTACK),
+    "combining marks stacked": "".join(c + "\u0301\u0317" for c in ATTACK),
+    "quoted-printable": "".join(c if c.isalnum() else f"={ord(c):02X}" for c in ATTACK),
+    "braille": ATTACK.lower().translate(
+        str.maketrans("abcdefghijklmnopqrstuvwxyz ", "⠁⠃⠉⠙⠑⠋⠛⠓⠊⠚⠅⠇⠍⠝⠕⠏⠟⠗⠎⠞⠥⠧⠺⠭⠽⠵⠀")
+    ),
 }
 
 

@@ -28,6 +28,7 @@ import codecs
 import functools
 import html
 import itertools
+import quopri
 import re
 import string
 import unicodedata
@@ -118,6 +119,33 @@ _BASE32_RUN = re.compile(r"[A-Z2-7]{16,}={0,6}")
 _CHAR_REFERENCE = re.compile(r"&#(?:[0-9]{1,7}|[xX][0-9A-Fa-f]{1,6});?")
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}")
 _MIN_ESCAPES = 4
+# Quoted-printable (`Ignore=20all=20previous`): escapes, one of them a space,
+# an equals sign or a line break (the marks of QP; `?id=12` alone is not).
+# A digit right after is a number ("71-70-66=207"), not an escape.
+_QP_ESCAPE = re.compile(r"=[0-9A-F]{2}(?![0-9])")
+_QP_TELLTALE = re.compile(r"=(?:20|3D|0A|0D|09)(?![0-9])")
+# "Zalgo" text: combining marks stacked on ASCII letters. NFKC composes an
+# accent that has a precomposed letter (e + U+0301 is é), so what is left on
+# an ASCII letter afterwards is decoration.
+_STACKED_MARKS = re.compile(
+    r"[A-Za-z][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+)
+_MIN_STACKED = 4
+# Morse code: dots and dashes, letters split by a space, words by a slash or
+# a wider gap.
+_MORSE_RUN = re.compile(r"[.\-·•−–—_]{1,7}(?:(?: ?/ ?| {1,3}| ?\| ?)[.\-·•−–—_]{1,7}){7,}")
+_MORSE_DOT_DASH = str.maketrans("·•−–—_", "..----")
+_MORSE_CODES = (
+    ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- "
+    "...- .-- -..- -.-- --.. ----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----."
+).split()
+_MORSE = MappingProxyType(
+    dict(zip(_MORSE_CODES, string.ascii_lowercase + string.digits, strict=True))
+)
+# Grade-1 braille: one Unicode braille pattern per letter.
+_BRAILLE = str.maketrans("⠁⠃⠉⠙⠑⠋⠛⠓⠊⠚⠅⠇⠍⠝⠕⠏⠟⠗⠎⠞⠥⠧⠺⠭⠽⠵⠀", string.ascii_lowercase + " ")
+_BRAILLE_CHAR = re.compile("[\u2800-\u28ff]")
+_MIN_BRAILLE = 8
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 # Single characters with one separator between each ("A K I A Q 3 ...",
@@ -230,6 +258,10 @@ _FLAG_OF_KIND = MappingProxyType(
         "unicode_escapes": "unicode_escapes",
         "reversed": "reversed_text",
         "spaced": "spaced_letters",
+        "quoted_printable": "quoted_printable",
+        "stacked_marks": "stacked_marks",
+        "morse": "morse",
+        "braille": "braille",
     }
 )
 
@@ -579,6 +611,10 @@ def _decode_all(text: str) -> list[_Decoded]:
         *(found for form in _HEX_FORMS for found in _decoded_runs(text, "hex", *form)),
         *_url_segments(text),
         *_reference_variants(text),
+        *_quoted_printable_variant(text),
+        *_unstacked_variant(text),
+        *_morse_segments(text),
+        *_braille_variant(text),
         *_readable_variants(text, "rot13", lambda t: t.translate(_ROT13)),
         # Backwards, "no" reads "on": only words of three letters or more count.
         *_readable_variants(text, "reversed", lambda t: t[::-1], shortest=3),
@@ -658,6 +694,51 @@ def _reference_variants(text: str) -> list[_Decoded]:
             decoded = decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
             found.append(("unicode_escapes", decoded, 0, len(text)))
     return found
+
+
+def _quoted_printable_variant(text: str) -> list[_Decoded]:
+    """The whole text read as quoted-printable, when it holds its marks and
+    escapes are dense (one in twenty characters or more)."""
+    if "=" not in text or _QP_TELLTALE.search(text) is None:
+        return []
+    escapes = len(_QP_ESCAPE.findall(text))
+    if escapes < _MIN_ESCAPES or escapes * 20 < len(text):  # "HIGH=70, LOW=10" in a long text
+        return []
+    try:
+        data = quopri.decodestring(text.encode("utf-8"))
+    except (ValueError, UnicodeEncodeError):
+        return []
+    decoded = _as_text(data, truncated=False)
+    return [("quoted_printable", decoded, 0, len(text))] if decoded else []
+
+
+def _unstacked_variant(text: str) -> list[_Decoded]:
+    """The whole text without the combining marks stacked on its letters."""
+    if len(_STACKED_MARKS.findall(text, 0, 4 * _MAX_DECODED)) < _MIN_STACKED:
+        return []
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return [("stacked_marks", plain, 0, len(text))]
+
+
+def _morse_segments(text: str) -> list[_Decoded]:
+    """Morse runs that decode to English words."""
+    found: list[_Decoded] = []
+    for match in _MORSE_RUN.finditer(text):
+        run = match.group().translate(_MORSE_DOT_DASH)
+        words = re.split(r" ?[/|] ?| {2,}", run)
+        letters = [[_MORSE.get(code, "?") for code in word.split()] for word in words]
+        decoded = " ".join("".join(word) for word in letters if word)
+        if decoded.count("?") <= len(decoded) // 10 and _common_word_count(decoded) >= 2:
+            found.append(("morse", decoded, match.start(), match.end()))
+    return found
+
+
+def _braille_variant(text: str) -> list[_Decoded]:
+    """The whole text with braille letters read as Latin ones."""
+    if len(_BRAILLE_CHAR.findall(text, 0, 4 * _MAX_DECODED)) < _MIN_BRAILLE:
+        return []
+    return [("braille", text.translate(_BRAILLE), 0, len(text))]
 
 
 def _unescape(match: re.Match[str]) -> str:
