@@ -4,9 +4,10 @@ Attackers rarely send "ignore previous instructions" in plain text: they hide
 it behind invisible characters (zero-width splitting, Unicode tag "ASCII
 smuggling"), lookalike letters from other scripts, compatibility forms
 (fullwidth, mathematical alphanumerics) or an encoding the model will happily
-undo for them (base64, base32, hex, percent-encoding, HTML character
-references, ``\\u`` escapes, ROT13, leetspeak, reversed text, letters spelled
-out one at a time).
+undo for them (base64, base32, hex, percent-encoding, quoted-printable, HTML
+character references, ``\\u`` escapes, ROT13, leetspeak, reversed text,
+letters spelled out one at a time, stacked combining marks, Morse code,
+braille).
 ``normalize`` gives detectors a canonical ``text`` to scan plus decoded
 ``variants``, and keeps enough bookkeeping to map a finding in ``text`` back
 to the span of the original input.
