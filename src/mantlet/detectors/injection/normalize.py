@@ -480,13 +480,20 @@ def _encoded_segments(text: str) -> Iterator[_Decoded]:
             if decoded != token:
                 yield "url", decoded, match.start(), match.end()
     for match in _SPACED_CANDIDATE.finditer(text):
-        start, end = match.span()
-        if start and text[start - 1].isalnum():
-            start += 2
-        if end < len(text) and text[end].isalnum():
-            end -= 2
+        start, end = _spelled_run(text, match)
         if end - start >= 2 * _MIN_SPACED_CHARS - 1:
             yield "spaced", _SEPARATOR.sub("", text[start:end]), start, end
+
+
+def _spelled_run(text: str, match: re.Match[str]) -> tuple[int, int]:
+    """A run of single characters without a first or last one that belongs
+    to a longer token (the "x" of "box a b c ...")."""
+    start, end = match.span()
+    if start and text[start - 1].isalnum():
+        start += 2
+    if end < len(text) and text[end].isalnum():
+        end -= 2
+    return start, end
 
 
 # --- stage 1: invisible characters ------------------------------------------
@@ -750,11 +757,7 @@ def _spaced_variants(text: str) -> list[_Decoded]:
     """Letters spelled out one at a time, joined back into words."""
     found: list[_Decoded] = []
     for match in _SPACED_WORDS.finditer(text):
-        start, end = match.span()
-        if start and text[start - 1].isalnum():
-            start += 2  # the run began inside a word: "x" of "box a b c ..."
-        if end < len(text) and text[end].isalnum():
-            end -= 2
+        start, end = _spelled_run(text, match)
         if end - start < 2 * _MIN_SPACED_CHARS - 1:
             continue
         run = text[start:end]
